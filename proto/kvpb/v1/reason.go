@@ -1,0 +1,23 @@
+package kvpb
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo detail that every
+// FlareDB error status carries.
+const ErrorDomain = "flaredb.io"
+
+// Reasons carried in ErrorInfo.Reason (unary calls) and Error.Reason (the
+// multiplexed stream). Each names one error of the engine contract or the
+// server; the gRPC code alone is coarser (TOO_LARGE and INVALID_ARGUMENT
+// are both InvalidArgument, CLOSED and UNAVAILABLE both Unavailable).
+const (
+	ReasonNotFound         = "NOT_FOUND"
+	ReasonClosed           = "CLOSED"
+	ReasonTooLarge         = "TOO_LARGE"
+	ReasonInvalidArgument  = "INVALID_ARGUMENT"
+	ReasonUnavailable      = "UNAVAILABLE"
+	ReasonUnsupported      = "UNSUPPORTED"
+	ReasonCorrupt          = "CORRUPT"
+	ReasonInternal         = "INTERNAL"
+	ReasonCanceled         = "CANCELED"
+	ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
+	ReasonShuttingDown     = "SHUTTING_DOWN"
+)
