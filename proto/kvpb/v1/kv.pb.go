@@ -93,26 +93,32 @@ func (ConditionKind) EnumDescriptor() ([]byte, []int) {
 	return file_kvpb_v1_kv_proto_rawDescGZIP(), []int{0}
 }
 
-// Durability of a write. The default is SYNC: acknowledged writes survive a
-// machine crash.
+// Durability of a write.
 type Durability int32
 
 const (
-	Durability_DURABILITY_SYNC Durability = 0
+	// The server's configured default (engine.sync, true unless the operator
+	// turned it off).
+	Durability_DURABILITY_DEFAULT Durability = 0
 	// Acknowledged once written to the engine's log, not yet synced: survives
 	// a process crash, perhaps not a machine crash.
 	Durability_DURABILITY_ASYNC Durability = 1
+	// Synced to stable storage before it is acknowledged, whatever the
+	// server's default.
+	Durability_DURABILITY_SYNC Durability = 2
 )
 
 // Enum value maps for Durability.
 var (
 	Durability_name = map[int32]string{
-		0: "DURABILITY_SYNC",
+		0: "DURABILITY_DEFAULT",
 		1: "DURABILITY_ASYNC",
+		2: "DURABILITY_SYNC",
 	}
 	Durability_value = map[string]int32{
-		"DURABILITY_SYNC":  0,
-		"DURABILITY_ASYNC": 1,
+		"DURABILITY_DEFAULT": 0,
+		"DURABILITY_ASYNC":   1,
+		"DURABILITY_SYNC":    2,
 	}
 )
 
@@ -573,7 +579,7 @@ func (x *PutRequest) GetDurability() Durability {
 	if x != nil {
 		return x.Durability
 	}
-	return Durability_DURABILITY_SYNC
+	return Durability_DURABILITY_DEFAULT
 }
 
 type PutResponse struct {
@@ -696,7 +702,7 @@ func (x *DeleteRequest) GetDurability() Durability {
 	if x != nil {
 		return x.Durability
 	}
-	return Durability_DURABILITY_SYNC
+	return Durability_DURABILITY_DEFAULT
 }
 
 type DeleteResponse struct {
@@ -835,7 +841,7 @@ func (x *CompareAndSwapRequest) GetDurability() Durability {
 	if x != nil {
 		return x.Durability
 	}
-	return Durability_DURABILITY_SYNC
+	return Durability_DURABILITY_DEFAULT
 }
 
 type CompareAndSwapResponse struct {
@@ -1088,7 +1094,7 @@ func (x *BatchRequest) GetDurability() Durability {
 	if x != nil {
 		return x.Durability
 	}
-	return Durability_DURABILITY_SYNC
+	return Durability_DURABILITY_DEFAULT
 }
 
 type BatchResponse struct {
@@ -2105,11 +2111,12 @@ const file_kvpb_v1_kv_proto_rawDesc = "" +
 	"\x11CONDITION_VERSION\x10\x01\x12\x14\n" +
 	"\x10CONDITION_ABSENT\x10\x02\x12\x14\n" +
 	"\x10CONDITION_EXISTS\x10\x03\x12\x13\n" +
-	"\x0fCONDITION_VALUE\x10\x04*7\n" +
+	"\x0fCONDITION_VALUE\x10\x04*O\n" +
 	"\n" +
-	"Durability\x12\x13\n" +
-	"\x0fDURABILITY_SYNC\x10\x00\x12\x14\n" +
-	"\x10DURABILITY_ASYNC\x10\x01*1\n" +
+	"Durability\x12\x16\n" +
+	"\x12DURABILITY_DEFAULT\x10\x00\x12\x14\n" +
+	"\x10DURABILITY_ASYNC\x10\x01\x12\x13\n" +
+	"\x0fDURABILITY_SYNC\x10\x02*1\n" +
 	"\x06OpKind\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x00\x12\r\n" +

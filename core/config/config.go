@@ -1,0 +1,315 @@
+// Package config is the server's configuration: the TOML file format, its
+// defaults, the flags and environment variables that override it, and
+// validation that reports every problem at once.
+//
+// Precedence, lowest first: built-in defaults, the TOML file, environment
+// variables (FLAREDB_*), command-line flags. The package imports nothing of
+// FlareDB's; the set of engine names it accepts is given by the caller.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole server configuration. The zero value is not valid;
+// start from Default().
+type Config struct {
+	// Listen is the gRPC address (default 127.0.0.1:7070).
+	Listen string `toml:"listen"`
+	// MetricsListen is the HTTP address of /metrics and /healthz (default
+	// 127.0.0.1:7071; empty disables it).
+	MetricsListen string `toml:"metrics_listen"`
+	// DataDir holds the engine's files, the lock and the timestamp
+	// oracle's mark (default ./flaredb-data).
+	DataDir string `toml:"data_dir"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM/SIGINT
+	// (default 30s); calls still running then are cancelled.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	Engine Engine `toml:"engine"`
+	Limits Limits `toml:"limits"`
+	TLS    TLS    `toml:"tls"`
+	Log    Log    `toml:"log"`
+}
+
+// Engine chooses and tunes the storage engine.
+type Engine struct {
+	// Name is a compiled-in engine ("rocksdb", the default, "badger",
+	// "memory") or "plugin" for an engine served by a plugin binary.
+	Name string `toml:"name"`
+	// Sync makes every acknowledged write durable across a machine crash
+	// (default true). Clients may still ask for async writes per request.
+	Sync    bool          `toml:"sync"`
+	RocksDB RocksDBEngine `toml:"rocksdb"`
+	Badger  BadgerEngine  `toml:"badger"`
+	Plugin  PluginEngine  `toml:"plugin"`
+}
+
+// RocksDBEngine tunes the rocksdb engine. Zero means the engine's default.
+type RocksDBEngine struct {
+	BlockCacheSize  Size `toml:"block_cache_size"`
+	WriteBufferSize Size `toml:"write_buffer_size"`
+	MaxOpenFiles    int  `toml:"max_open_files"`
+}
+
+// BadgerEngine tunes the badger engine. Zero means the engine's default.
+type BadgerEngine struct {
+	BlockCacheSize Size `toml:"block_cache_size"`
+	IndexCacheSize Size `toml:"index_cache_size"`
+	MemTableSize   Size `toml:"memtable_size"`
+}
+
+// PluginEngine runs an engine from a plugin binary.
+type PluginEngine struct {
+	// Path is the plugin binary.
+	Path string `toml:"path"`
+	// Args are passed to the binary.
+	Args []string `toml:"args"`
+	// SHA256 is the expected hex checksum of the binary; empty skips the
+	// check.
+	SHA256 string `toml:"sha256"`
+	// StartTimeout bounds the plugin's start and handshake (default 30s).
+	StartTimeout Duration `toml:"start_timeout"`
+}
+
+// Limits bound requests. Each has a documented default; the engine's own
+// limits, when smaller, apply too.
+type Limits struct {
+	MaxKeySize     Size `toml:"max_key_size"`     // default 4 KiB
+	MaxValueSize   Size `toml:"max_value_size"`   // default 16 MiB
+	MaxBatchOps    int  `toml:"max_batch_ops"`    // ops in one atomic batch or BatchGet, default 1024
+	MaxMessageSize Size `toml:"max_message_size"` // gRPC message, default 64 MiB
+	MaxScanLimit   int  `toml:"max_scan_limit"`   // entries per scan when unlimited/requested more, default 0 (none)
+}
+
+// TLS configures transport security for the gRPC listener.
+type TLS struct {
+	// CertFile and KeyFile enable TLS when both are set.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ClientCAFile, when set, requires and verifies client certificates
+	// (mutual TLS).
+	ClientCAFile string `toml:"client_ca_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Log configures the structured log.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info (default), warn, error
+	Format string `toml:"format"` // text (default) or json
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Listen:          "127.0.0.1:7070",
+		MetricsListen:   "127.0.0.1:7071",
+		DataDir:         "./flaredb-data",
+		ShutdownTimeout: Duration(30 * time.Second),
+		Engine: Engine{
+			Name:   "rocksdb",
+			Sync:   true,
+			Plugin: PluginEngine{StartTimeout: Duration(30 * time.Second)},
+		},
+		Limits: Limits{
+			MaxKeySize:     4 << 10,
+			MaxValueSize:   16 << 20,
+			MaxBatchOps:    1024,
+			MaxMessageSize: 64 << 20,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Parse decodes TOML over c, rejecting keys it does not know (a misspelt
+// option is an error, not a silent default). name is used in messages.
+func (c *Config) Parse(name string, data []byte) error {
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config %s: unknown keys: %s", name, strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// Load reads the TOML file at path over c.
+func (c *Config) Load(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return c.Parse(path, data)
+}
+
+// Validate checks c and returns every problem found, joined (nil if
+// none). engines lists the compiled-in engine names; "plugin" is always
+// accepted.
+func (c *Config) Validate(engines []string) error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Listen == "" {
+		bad("listen: must not be empty")
+	} else if err := checkAddr(c.Listen); err != nil {
+		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.MetricsListen != "" {
+		if err := checkAddr(c.MetricsListen); err != nil {
+			bad("metrics_listen %q: %v", c.MetricsListen, err)
+		} else if c.MetricsListen == c.Listen {
+			bad("metrics_listen and listen are both %q", c.Listen)
+		}
+	}
+	if c.DataDir == "" && c.Engine.Name != "memory" {
+		bad("data_dir: must not be empty")
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout: must not be negative")
+	}
+	names := append(slices.Clone(engines), "plugin")
+	switch {
+	case c.Engine.Name == "":
+		bad("engine.name: must not be empty (available: %s)", strings.Join(names, ", "))
+	case !slices.Contains(names, c.Engine.Name):
+		bad("engine.name %q: unknown engine (available: %s)", c.Engine.Name, strings.Join(names, ", "))
+	}
+	if c.Engine.Name == "plugin" {
+		if c.Engine.Plugin.Path == "" {
+			bad("engine.plugin.path: required when engine.name is \"plugin\"")
+		}
+		if s := c.Engine.Plugin.SHA256; s != "" && !isHex(s, 64) {
+			bad("engine.plugin.sha256: want 64 hex digits, got %q", s)
+		}
+		if c.Engine.Plugin.StartTimeout <= 0 {
+			bad("engine.plugin.start_timeout: must be positive")
+		}
+	} else if c.Engine.Plugin.Path != "" {
+		bad("engine.plugin.path is set but engine.name is %q, not \"plugin\"", c.Engine.Name)
+	}
+	for _, s := range []struct {
+		name string
+		v    Size
+	}{
+		{"engine.rocksdb.block_cache_size", c.Engine.RocksDB.BlockCacheSize},
+		{"engine.rocksdb.write_buffer_size", c.Engine.RocksDB.WriteBufferSize},
+		{"engine.badger.block_cache_size", c.Engine.Badger.BlockCacheSize},
+		{"engine.badger.index_cache_size", c.Engine.Badger.IndexCacheSize},
+		{"engine.badger.memtable_size", c.Engine.Badger.MemTableSize},
+	} {
+		if s.v < 0 {
+			bad("%s: must not be negative", s.name)
+		}
+	}
+	if c.Engine.RocksDB.MaxOpenFiles < -1 {
+		bad("engine.rocksdb.max_open_files: must be -1 (unlimited) or more")
+	}
+	l := c.Limits
+	if l.MaxKeySize <= 0 {
+		bad("limits.max_key_size: must be positive")
+	}
+	if l.MaxValueSize < 0 {
+		bad("limits.max_value_size: must not be negative")
+	}
+	if l.MaxBatchOps <= 0 {
+		bad("limits.max_batch_ops: must be positive")
+	}
+	if l.MaxMessageSize <= 0 {
+		bad("limits.max_message_size: must be positive")
+	} else if l.MaxMessageSize < l.MaxKeySize+l.MaxValueSize+1024 {
+		bad("limits.max_message_size (%s) is too small for one key and value at their limits (%s + %s)",
+			l.MaxMessageSize, l.MaxKeySize, l.MaxValueSize)
+	}
+	if l.MaxScanLimit < 0 {
+		bad("limits.max_scan_limit: must not be negative")
+	}
+	t := c.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("tls: cert_file and key_file must be set together")
+	}
+	if t.ClientCAFile != "" && !t.Enabled() {
+		bad("tls.client_ca_file needs tls.cert_file and tls.key_file")
+	}
+	for _, f := range []struct{ name, path string }{
+		{"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile}, {"tls.client_ca_file", t.ClientCAFile},
+		{"engine.plugin.path", c.Engine.Plugin.Path},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad("%s: %v", f.name, err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q: want text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(a string) error {
+	i := strings.LastIndex(a, ":")
+	if i < 0 {
+		return errors.New("want host:port")
+	}
+	port := a[i+1:]
+	if port == "" {
+		return errors.New("missing port")
+	}
+	for _, r := range port {
+		if r < '0' || r > '9' {
+			return fmt.Errorf("port %q is not a number", port)
+		}
+	}
+	return nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, r := range strings.ToLower(s) {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// TOML renders c as a TOML document (the effective configuration).
+func (c Config) TOML() string {
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	enc.Indent = ""
+	if err := enc.Encode(c); err != nil {
+		return "# cannot render configuration: " + err.Error() + "\n"
+	}
+	return b.String()
+}
+
+// AbsDataDir returns DataDir made absolute.
+func (c Config) AbsDataDir() (string, error) {
+	return filepath.Abs(c.DataDir)
+}

@@ -1,0 +1,537 @@
+// Package kv is the core service between the public API and the storage
+// engine: it validates requests against the configured limits, gives every
+// write its version from the timestamp oracle, and funnels concurrent writes
+// through one pipeline that merges them into as few engine calls as
+// possible (group commit: one engine call, one fsync and — for a plugin
+// engine — one round trip serve many clients).
+//
+// It speaks the engine contract's types and errors (package engine); the
+// translation to gRPC happens once, in the server package. It must not
+// import the server, the plugin host, any engine, or generated API code.
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/metrics"
+	"github.com/flaredb/flaredb/core/tso"
+)
+
+// ErrShuttingDown is returned for writes submitted after Close began.
+var ErrShuttingDown = errors.New("kv: server shutting down")
+
+// Limits bound requests. Zero fields are unlimited.
+type Limits struct {
+	MaxKeySize   int
+	MaxValueSize int
+	MaxBatchOps  int
+	MaxScanLimit int
+}
+
+// Options configure a Service.
+type Options struct {
+	Limits Limits
+	// Sync is the default durability: writes that do not ask otherwise are
+	// synced before they are acknowledged.
+	Sync bool
+	// MaxGroupWrites caps the writes merged into one engine call
+	// (default 1024).
+	MaxGroupWrites int
+	Logger         *slog.Logger
+	Metrics        *metrics.Metrics
+}
+
+// Service is safe for concurrent use. Byte slices passed to its methods are
+// not retained after they return; slices it returns belong to the caller.
+type Service struct {
+	eng    engine.Engine
+	oracle *tso.Oracle
+	opts   Options
+	limits engine.Limits // effective: the tighter of ours and the engine's
+	log    *slog.Logger
+	m      *metrics.Metrics
+
+	queue   chan *item
+	stop    chan struct{}
+	stopped chan struct{}
+	closing atomic.Bool
+	closeMu sync.Once
+}
+
+// item is one request waiting in the write pipeline.
+type item struct {
+	writes []engine.Write
+	atomic bool
+	sync   bool
+	// state: 0 waiting, 1 taken by the pipeline, 2 abandoned by its caller.
+	state   atomic.Int32
+	results []engine.Result
+	version uint64 // first version given to this item's puts
+	err     error
+	done    chan struct{}
+}
+
+// New returns a service over eng, taking versions from oracle. The service
+// does not own eng or oracle: the caller closes them after Close.
+func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
+	if opts.MaxGroupWrites <= 0 {
+		opts.MaxGroupWrites = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	el := eng.Describe().Limits
+	s := &Service{
+		eng:    eng,
+		oracle: oracle,
+		opts:   opts,
+		log:    opts.Logger,
+		m:      opts.Metrics,
+		limits: engine.Limits{
+			MaxKeySize:   tighter(opts.Limits.MaxKeySize, el.MaxKeySize),
+			MaxValueSize: tighter(opts.Limits.MaxValueSize, el.MaxValueSize),
+			MaxWrites:    tighter(opts.Limits.MaxBatchOps, el.MaxWrites),
+		},
+		queue:   make(chan *item, 4096),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go s.pipeline()
+	return s
+}
+
+// tighter returns the smaller positive limit (0 means none).
+func tighter(a, b int) int {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// Limits returns the effective limits: the configured ones, tightened by
+// the engine's.
+func (s *Service) Limits() Limits {
+	return Limits{
+		MaxKeySize:   s.limits.MaxKeySize,
+		MaxValueSize: s.limits.MaxValueSize,
+		MaxBatchOps:  s.limits.MaxWrites,
+		MaxScanLimit: s.opts.Limits.MaxScanLimit,
+	}
+}
+
+// Engine returns the engine's self-description.
+func (s *Service) Engine() engine.Description { return s.eng.Describe() }
+
+// SyncDefault reports the default durability.
+func (s *Service) SyncDefault() bool { return s.opts.Sync }
+
+// LastVersion returns the newest version the oracle issued.
+func (s *Service) LastVersion() uint64 { return s.oracle.Last() }
+
+// Get returns the key's entry (Version 0 when absent).
+func (s *Service) Get(ctx context.Context, key []byte) (engine.Entry, error) {
+	es, err := s.BatchGet(ctx, [][]byte{key})
+	if err != nil {
+		return engine.Entry{}, err
+	}
+	return es[0], nil
+}
+
+// BatchGet returns one entry per key, from one point in time.
+func (s *Service) BatchGet(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: no keys", engine.ErrInvalidArgument)
+	}
+	if s.limits.MaxWrites > 0 && len(keys) > s.limits.MaxWrites {
+		return nil, fmt.Errorf("%w: %d keys in one request, limit max_batch_ops = %d", engine.ErrTooLarge, len(keys), s.limits.MaxWrites)
+	}
+	for i, k := range keys {
+		if err := s.checkKey(k); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+	}
+	start := time.Now()
+	defer s.m.ObserveEngine("read", start)
+	return s.eng.Read(ctx, keys)
+}
+
+func (s *Service) checkKey(k []byte) error {
+	if len(k) == 0 {
+		return fmt.Errorf("%w: empty key", engine.ErrInvalidArgument)
+	}
+	if s.limits.MaxKeySize > 0 && len(k) > s.limits.MaxKeySize {
+		return fmt.Errorf("%w: key of %d bytes exceeds max_key_size = %d", engine.ErrTooLarge, len(k), s.limits.MaxKeySize)
+	}
+	return nil
+}
+
+func (s *Service) checkValue(v []byte) error {
+	if s.limits.MaxValueSize > 0 && len(v) > s.limits.MaxValueSize {
+		return fmt.Errorf("%w: value of %d bytes exceeds max_value_size = %d", engine.ErrTooLarge, len(v), s.limits.MaxValueSize)
+	}
+	return nil
+}
+
+func (s *Service) checkWrite(w engine.Write) error {
+	if err := s.checkKey(w.Key); err != nil {
+		return err
+	}
+	if w.Kind == engine.OpPut {
+		if err := s.checkValue(w.Value); err != nil {
+			return err
+		}
+	}
+	if w.Cond.Kind == engine.CondValue {
+		if err := s.checkValue(w.Cond.Value); err != nil {
+			return fmt.Errorf("condition: %w", err)
+		}
+	}
+	return nil
+}
+
+// Durability selects how a write is synced.
+type Durability int
+
+const (
+	// DurabilityDefault follows the server's configuration.
+	DurabilityDefault Durability = iota
+	// DurabilitySync syncs before acknowledging.
+	DurabilitySync
+	// DurabilityAsync acknowledges before syncing.
+	DurabilityAsync
+)
+
+func (s *Service) sync(d Durability) bool {
+	switch d {
+	case DurabilitySync:
+		return true
+	case DurabilityAsync:
+		return false
+	}
+	return s.opts.Sync
+}
+
+// WriteResult is the outcome of Put, Delete and CompareAndSwap.
+type WriteResult struct {
+	// Applied is false only when a condition failed.
+	Applied bool
+	// Version is the key's version after the write (0 after a delete, or
+	// when not applied).
+	Version uint64
+	// Prev is the key's value and version before the write (when applied)
+	// or now (when not); Prev.Version 0 means absent.
+	Prev engine.Entry
+}
+
+// Put sets key to value.
+func (s *Service) Put(ctx context.Context, key, value []byte, d Durability) (WriteResult, error) {
+	return s.Write(ctx, engine.Write{Kind: engine.OpPut, Key: key, Value: value}, d)
+}
+
+// Delete removes key; deleting an absent key applies and changes nothing.
+func (s *Service) Delete(ctx context.Context, key []byte, d Durability) (WriteResult, error) {
+	return s.Write(ctx, engine.Write{Kind: engine.OpDelete, Key: key}, d)
+}
+
+// Write applies one conditional write (w.Version is assigned by the
+// service). A failed condition is a result with Applied false, not an
+// error.
+func (s *Service) Write(ctx context.Context, w engine.Write, d Durability) (WriteResult, error) {
+	if w.Kind != engine.OpPut && w.Kind != engine.OpDelete {
+		return WriteResult{}, fmt.Errorf("%w: operation %v cannot be written alone", engine.ErrInvalidArgument, w.Kind)
+	}
+	if err := s.checkWrite(w); err != nil {
+		return WriteResult{}, err
+	}
+	it, err := s.submit(ctx, []engine.Write{w}, false, s.sync(d))
+	if err != nil {
+		return WriteResult{}, err
+	}
+	r := it.results[0]
+	out := WriteResult{Applied: r.Applied, Prev: engine.Entry{Key: w.Key, Value: r.Value, Version: r.Version}}
+	if r.Applied && w.Kind == engine.OpPut {
+		out.Version = it.version
+	}
+	if !r.Applied {
+		s.m.ConditionFailed()
+	}
+	return out, nil
+}
+
+// BatchResult is the outcome of an atomic batch.
+type BatchResult struct {
+	Applied bool
+	// Version is given to every key the batch wrote, when Applied.
+	Version uint64
+	// Results has one entry per write: whether its own condition held
+	// (Applied) and the key's state before the batch.
+	Results []engine.Result
+}
+
+// Batch applies writes atomically. Each key may appear once; OpCheck
+// writes only test their condition.
+func (s *Service) Batch(ctx context.Context, writes []engine.Write, d Durability) (BatchResult, error) {
+	if len(writes) == 0 {
+		return BatchResult{}, fmt.Errorf("%w: empty batch", engine.ErrInvalidArgument)
+	}
+	if s.limits.MaxWrites > 0 && len(writes) > s.limits.MaxWrites {
+		return BatchResult{}, fmt.Errorf("%w: %d operations in one batch, limit max_batch_ops = %d", engine.ErrTooLarge, len(writes), s.limits.MaxWrites)
+	}
+	seen := make(map[string]int, len(writes))
+	for i, w := range writes {
+		switch w.Kind {
+		case engine.OpPut, engine.OpDelete, engine.OpCheck:
+		default:
+			return BatchResult{}, fmt.Errorf("%w: op %d: unknown kind %d", engine.ErrInvalidArgument, i, w.Kind)
+		}
+		if err := s.checkWrite(w); err != nil {
+			return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
+		}
+		if j, ok := seen[string(w.Key)]; ok {
+			return BatchResult{}, fmt.Errorf("%w: ops %d and %d name the same key %q", engine.ErrInvalidArgument, j, i, w.Key)
+		}
+		seen[string(w.Key)] = i
+	}
+	it, err := s.submit(ctx, writes, true, s.sync(d))
+	if err != nil {
+		return BatchResult{}, err
+	}
+	res := BatchResult{Applied: true, Results: it.results}
+	for i, r := range it.results {
+		if !r.Applied {
+			res.Applied = false
+			// In a failed group every Applied is false; recompute whether
+			// this op's own condition held against the reported state.
+			res.Results[i].Applied = writes[i].Cond.Holds(r.Value, r.Version)
+		}
+	}
+	if res.Applied {
+		res.Version = it.version
+	} else {
+		s.m.ConditionFailed()
+	}
+	return res, nil
+}
+
+// Scan calls fn for each entry in range, from one snapshot. A limit above
+// MaxScanLimit (or none, when MaxScanLimit is set) is capped to it.
+func (s *Service) Scan(ctx context.Context, o engine.ScanOptions, fn func(engine.Entry) error) error {
+	if len(o.Start) > 0 {
+		if err := s.checkKey(o.Start); err != nil {
+			return fmt.Errorf("scan start: %w", err)
+		}
+	}
+	if len(o.End) > 0 {
+		if err := s.checkKey(o.End); err != nil {
+			return fmt.Errorf("scan end: %w", err)
+		}
+	}
+	if m := s.opts.Limits.MaxScanLimit; m > 0 && (o.Limit == 0 || o.Limit > m) {
+		o.Limit = m
+	}
+	if err := engine.ValidateScan(o); err != nil {
+		return err
+	}
+	return s.eng.Scan(ctx, o, fn)
+}
+
+// submit queues writes for the pipeline and waits for their outcome or
+// ctx. When ctx ends first the outcome is unknown unless the pipeline had
+// not yet taken the item, in which case it never runs.
+func (s *Service) submit(ctx context.Context, writes []engine.Write, atomic, sync bool) (*item, error) {
+	if s.closing.Load() {
+		return nil, ErrShuttingDown
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	it := &item{writes: writes, atomic: atomic, sync: sync, done: make(chan struct{})}
+	select {
+	case s.queue <- it:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stop:
+		return nil, ErrShuttingDown
+	}
+	select {
+	case <-it.done:
+		return it, it.err
+	case <-ctx.Done():
+		if it.state.CompareAndSwap(0, 2) {
+			return nil, ctx.Err()
+		}
+		// Taken: wait for it, so the caller learns the outcome if it
+		// arrives; the pipeline never blocks on a caller.
+		<-it.done
+		return it, it.err
+	}
+}
+
+// pipeline runs until Close: it takes every waiting item (up to
+// MaxGroupWrites writes), merges the independent ones into one engine call
+// and runs each atomic one as its own call, in turn. One goroutine runs it,
+// so versions are handed out in the order writes reach the engine.
+func (s *Service) pipeline() {
+	defer close(s.stopped)
+	var group []*item
+	for {
+		group = group[:0]
+		select {
+		case it := <-s.queue:
+			group = append(group, it)
+		case <-s.stop:
+			s.drain()
+			return
+		}
+		n := len(group[0].writes)
+	fill:
+		for n < s.opts.MaxGroupWrites {
+			select {
+			case it := <-s.queue:
+				group = append(group, it)
+				n += len(it.writes)
+			default:
+				break fill
+			}
+		}
+		s.run(group)
+	}
+}
+
+// drain answers the items left in the queue after Close.
+func (s *Service) drain() {
+	for {
+		select {
+		case it := <-s.queue:
+			it.err = ErrShuttingDown
+			close(it.done)
+		default:
+			return
+		}
+	}
+}
+
+func (s *Service) run(group []*item) {
+	var indep []*item
+	var atomics []*item
+	for _, it := range group {
+		if !it.state.CompareAndSwap(0, 1) {
+			continue // abandoned by its caller before it ran
+		}
+		if it.atomic {
+			atomics = append(atomics, it)
+		} else {
+			indep = append(indep, it)
+		}
+	}
+	if len(indep) > 0 {
+		s.apply(indep, false)
+	}
+	for _, it := range atomics {
+		s.apply([]*item{it}, true)
+	}
+}
+
+// apply runs items as one engine call and answers them. If a merged call is
+// refused as a whole for a reason that belongs to one request (an invalid
+// or too large write), each item is retried alone so that the others
+// succeed.
+func (s *Service) apply(items []*item, atomic bool) {
+	err := s.applyOnce(items, atomic)
+	if err != nil && len(items) > 1 && (errors.Is(err, engine.ErrInvalidArgument) || errors.Is(err, engine.ErrTooLarge)) {
+		for _, it := range items {
+			if err := s.applyOnce([]*item{it}, atomic); err != nil {
+				it.err = err
+			}
+			close(it.done)
+		}
+		return
+	}
+	for _, it := range items {
+		if err != nil {
+			it.err = err
+		}
+		close(it.done)
+	}
+}
+
+func (s *Service) applyOnce(items []*item, atomic bool) error {
+	n, puts := 0, 0
+	sync := false
+	for _, it := range items {
+		n += len(it.writes)
+		sync = sync || it.sync
+		for _, w := range it.writes {
+			if w.Kind == engine.OpPut {
+				puts++
+			}
+		}
+	}
+	// An atomic group takes one version for all its puts; independent
+	// writes take one each, in order.
+	need := puts
+	if atomic {
+		need = min(puts, 1)
+	}
+	var first uint64
+	if need > 0 {
+		var err error
+		if first, err = s.oracle.Next(need); err != nil {
+			s.log.Error("timestamp oracle failed", "err", err)
+			return fmt.Errorf("%w: %v", engine.ErrInternal, err)
+		}
+	}
+	writes := make([]engine.Write, 0, n)
+	next := first
+	for _, it := range items {
+		it.version = next
+		for _, w := range it.writes {
+			if w.Kind == engine.OpPut {
+				w.Version = next
+				if !atomic {
+					next++
+				}
+			}
+			writes = append(writes, w)
+		}
+	}
+	start := time.Now()
+	// The pipeline's call is not any one caller's: it runs to completion
+	// so that every caller in the group gets a definite answer.
+	results, err := s.eng.Apply(context.Background(), writes, engine.ApplyOptions{Atomic: atomic, NoSync: !sync})
+	s.m.ObserveEngine("apply", start)
+	s.m.ObserveGroup(n)
+	if err != nil {
+		return err
+	}
+	if len(results) != len(writes) {
+		return fmt.Errorf("%w: engine returned %d results for %d writes", engine.ErrInternal, len(results), len(writes))
+	}
+	off := 0
+	for _, it := range items {
+		it.results = results[off : off+len(it.writes)]
+		off += len(it.writes)
+	}
+	return nil
+}
+
+// Close stops accepting writes, waits for the pipeline to finish the group
+// it is running, and answers anything still queued with ErrShuttingDown.
+// It does not close the engine.
+func (s *Service) Close() {
+	s.closeMu.Do(func() {
+		s.closing.Store(true)
+		close(s.stop)
+		<-s.stopped
+	})
+}

@@ -1,0 +1,455 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/kv"
+	"github.com/flaredb/flaredb/core/metrics"
+	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
+)
+
+// Version is the server's version string.
+const Version = "0.1.0"
+
+// scanPage is the number of entries per ScanResponse message (fewer when
+// the values are large: see scanPageBytes).
+const (
+	scanPage      = 256
+	scanPageBytes = 1 << 20
+)
+
+// streamInFlight bounds the requests one multiplexed stream may have in
+// progress; the stream stops reading until some finish.
+const streamInFlight = 4096
+
+// kvServer implements kvpb.KVServer over a kv.Service. Errors are
+// translated to status codes here and only here (toStatus).
+type kvServer struct {
+	kvpb.UnimplementedKVServer
+	svc          *kv.Service
+	m            *metrics.Metrics
+	mode         string
+	start        time.Time
+	maxMsg       int
+	maxScanLimit int
+}
+
+func durability(d kvpb.Durability) kv.Durability {
+	switch d {
+	case kvpb.Durability_DURABILITY_ASYNC:
+		return kv.DurabilityAsync
+	case kvpb.Durability_DURABILITY_SYNC:
+		return kv.DurabilitySync
+	}
+	return kv.DurabilityDefault
+}
+
+func condition(c *kvpb.Condition) (engine.Condition, error) {
+	if c == nil {
+		return engine.Condition{}, nil
+	}
+	var k engine.CondKind
+	switch c.Kind {
+	case kvpb.ConditionKind_CONDITION_NONE:
+		k = engine.CondNone
+	case kvpb.ConditionKind_CONDITION_VERSION:
+		k = engine.CondVersion
+	case kvpb.ConditionKind_CONDITION_ABSENT:
+		k = engine.CondAbsent
+	case kvpb.ConditionKind_CONDITION_EXISTS:
+		k = engine.CondExists
+	case kvpb.ConditionKind_CONDITION_VALUE:
+		k = engine.CondValue
+	default:
+		return engine.Condition{}, fmt.Errorf("%w: unknown condition kind %d", engine.ErrInvalidArgument, c.Kind)
+	}
+	return engine.Condition{Kind: k, Version: c.Version, Value: c.Value}, nil
+}
+
+func (s *kvServer) get(ctx context.Context, r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
+	e, err := s.svc.Get(ctx, r.GetKey())
+	if err != nil {
+		return nil, err
+	}
+	return &kvpb.GetResponse{Found: e.Version != 0, Value: e.Value, Version: e.Version}, nil
+}
+
+func (s *kvServer) batchGet(ctx context.Context, r *kvpb.BatchGetRequest) (*kvpb.BatchGetResponse, error) {
+	es, err := s.svc.BatchGet(ctx, r.GetKeys())
+	if err != nil {
+		return nil, err
+	}
+	out := &kvpb.BatchGetResponse{Entries: make([]*kvpb.KeyValue, len(es))}
+	for i, e := range es {
+		out.Entries[i] = &kvpb.KeyValue{Key: e.Key, Value: e.Value, Version: e.Version}
+	}
+	return out, nil
+}
+
+func (s *kvServer) put(ctx context.Context, r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	res, err := s.svc.Put(ctx, r.GetKey(), r.GetValue(), durability(r.GetDurability()))
+	if err != nil {
+		return nil, err
+	}
+	out := &kvpb.PutResponse{Version: res.Version}
+	if r.GetReturnPrevious() {
+		out.PreviousValue, out.PreviousVersion = res.Prev.Value, res.Prev.Version
+	}
+	return out, nil
+}
+
+func (s *kvServer) del(ctx context.Context, r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	res, err := s.svc.Delete(ctx, r.GetKey(), durability(r.GetDurability()))
+	if err != nil {
+		return nil, err
+	}
+	out := &kvpb.DeleteResponse{Deleted: res.Prev.Version != 0}
+	if r.GetReturnPrevious() {
+		out.PreviousValue, out.PreviousVersion = res.Prev.Value, res.Prev.Version
+	}
+	return out, nil
+}
+
+func (s *kvServer) cas(ctx context.Context, r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+	cond, err := condition(r.GetCondition())
+	if err != nil {
+		return nil, err
+	}
+	w := engine.Write{Kind: engine.OpPut, Key: r.GetKey(), Value: r.GetValue(), Cond: cond}
+	if r.GetDelete() {
+		w = engine.Write{Kind: engine.OpDelete, Key: r.GetKey(), Cond: cond}
+	}
+	res, err := s.svc.Write(ctx, w, durability(r.GetDurability()))
+	if err != nil {
+		return nil, err
+	}
+	return &kvpb.CompareAndSwapResponse{
+		Succeeded:      res.Applied,
+		Version:        res.Version,
+		CurrentValue:   res.Prev.Value,
+		CurrentVersion: res.Prev.Version,
+	}, nil
+}
+
+func (s *kvServer) batch(ctx context.Context, r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+	writes := make([]engine.Write, len(r.GetOps()))
+	for i, op := range r.GetOps() {
+		cond, err := condition(op.Condition)
+		if err != nil {
+			return nil, fmt.Errorf("op %d: %w", i, err)
+		}
+		w := engine.Write{Key: op.Key, Value: op.Value, Cond: cond}
+		switch op.Kind {
+		case kvpb.OpKind_OP_PUT:
+			w.Kind = engine.OpPut
+		case kvpb.OpKind_OP_DELETE:
+			w.Kind = engine.OpDelete
+		case kvpb.OpKind_OP_CHECK:
+			w.Kind = engine.OpCheck
+		default:
+			return nil, fmt.Errorf("%w: op %d: unknown kind %d", engine.ErrInvalidArgument, i, op.Kind)
+		}
+		writes[i] = w
+	}
+	res, err := s.svc.Batch(ctx, writes, durability(r.GetDurability()))
+	if err != nil {
+		return nil, err
+	}
+	out := &kvpb.BatchResponse{Succeeded: res.Applied, Version: res.Version, Results: make([]*kvpb.OpResult, len(res.Results))}
+	for i, rr := range res.Results {
+		out.Results[i] = &kvpb.OpResult{ConditionHeld: rr.Applied, Value: rr.Value, Version: rr.Version}
+	}
+	return out, nil
+}
+
+// Get implements kvpb.KVServer.
+func (s *kvServer) Get(ctx context.Context, r *kvpb.GetRequest) (*kvpb.GetResponse, error) {
+	out, err := s.get(ctx, r)
+	return out, toStatus(err)
+}
+
+// BatchGet implements kvpb.KVServer.
+func (s *kvServer) BatchGet(ctx context.Context, r *kvpb.BatchGetRequest) (*kvpb.BatchGetResponse, error) {
+	out, err := s.batchGet(ctx, r)
+	return out, toStatus(err)
+}
+
+// Put implements kvpb.KVServer.
+func (s *kvServer) Put(ctx context.Context, r *kvpb.PutRequest) (*kvpb.PutResponse, error) {
+	out, err := s.put(ctx, r)
+	return out, toStatus(err)
+}
+
+// Delete implements kvpb.KVServer.
+func (s *kvServer) Delete(ctx context.Context, r *kvpb.DeleteRequest) (*kvpb.DeleteResponse, error) {
+	out, err := s.del(ctx, r)
+	return out, toStatus(err)
+}
+
+// CompareAndSwap implements kvpb.KVServer.
+func (s *kvServer) CompareAndSwap(ctx context.Context, r *kvpb.CompareAndSwapRequest) (*kvpb.CompareAndSwapResponse, error) {
+	out, err := s.cas(ctx, r)
+	return out, toStatus(err)
+}
+
+// Batch implements kvpb.KVServer.
+func (s *kvServer) Batch(ctx context.Context, r *kvpb.BatchRequest) (*kvpb.BatchResponse, error) {
+	out, err := s.batch(ctx, r)
+	return out, toStatus(err)
+}
+
+// Scan implements kvpb.KVServer: entries are sent in pages of at most
+// scanPage entries or about scanPageBytes bytes.
+func (s *kvServer) Scan(r *kvpb.ScanRequest, stream kvpb.KV_ScanServer) error {
+	o := engine.ScanOptions{Start: r.Start, End: r.End, Reverse: r.Reverse, KeysOnly: r.KeysOnly}
+	if r.Limit > uint64(^uint(0)>>1) {
+		return toStatus(fmt.Errorf("%w: scan limit %d out of range", engine.ErrInvalidArgument, r.Limit))
+	}
+	o.Limit = int(r.Limit)
+	page := &kvpb.ScanResponse{}
+	size := 0
+	flush := func() error {
+		if len(page.Entries) == 0 {
+			return nil
+		}
+		err := stream.Send(page)
+		page = &kvpb.ScanResponse{}
+		size = 0
+		return err
+	}
+	err := s.svc.Scan(stream.Context(), o, func(e engine.Entry) error {
+		n := len(e.Key) + len(e.Value) + 16
+		if len(page.Entries) > 0 && (len(page.Entries) >= scanPage || size+n > scanPageBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		page.Entries = append(page.Entries, &kvpb.KeyValue{Key: e.Key, Value: e.Value, Version: e.Version})
+		size += n
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return toStatus(err)
+}
+
+// Status implements kvpb.KVServer.
+func (s *kvServer) Status(ctx context.Context, _ *kvpb.StatusRequest) (*kvpb.StatusResponse, error) {
+	d := s.svc.Engine()
+	l := s.svc.Limits()
+	return &kvpb.StatusResponse{
+		ServerVersion:  Version,
+		Engine:         d.Name,
+		EngineVersion:  d.Version,
+		EngineMode:     s.mode,
+		EngineProtocol: uint32(d.Protocol),
+		Limits: &kvpb.Limits{
+			MaxKeySize:     uint64(l.MaxKeySize),
+			MaxValueSize:   uint64(l.MaxValueSize),
+			MaxBatchOps:    uint64(l.MaxBatchOps),
+			MaxMessageSize: uint64(s.maxMsg),
+			MaxScanLimit:   uint64(l.MaxScanLimit),
+		},
+		SyncDefault:   s.svc.SyncDefault(),
+		LastVersion:   s.svc.LastVersion(),
+		UptimeSeconds: uint64(time.Since(s.start).Seconds()),
+	}, nil
+}
+
+// Stream implements kvpb.KVServer: the multiplexed stream. Each request
+// runs in its own goroutine (so writes from one message join the write
+// pipeline together and share one engine call); the Gets of one message
+// are read together, in one engine call. Answers are coalesced: the
+// sender packs every answer that is ready into one message.
+func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
+	ctx := stream.Context()
+	results := make(chan *kvpb.StreamResult, 1024)
+	sem := make(chan struct{}, streamInFlight)
+	var wg sync.WaitGroup
+	sendErr := make(chan error, 1)
+	senderDone := make(chan struct{})
+
+	go func() {
+		defer close(senderDone)
+		for r := range results {
+			msg := &kvpb.StreamResponse{Results: []*kvpb.StreamResult{r}}
+		more:
+			for len(msg.Results) < 1024 {
+				select {
+				case r2, ok := <-results:
+					if !ok {
+						break more
+					}
+					msg.Results = append(msg.Results, r2)
+				default:
+					break more
+				}
+			}
+			if err := stream.Send(msg); err != nil {
+				select {
+				case sendErr <- err:
+				default:
+				}
+				// Keep draining so that handlers never block.
+				for range results {
+				}
+				return
+			}
+		}
+	}()
+
+	finish := func(err error) error {
+		wg.Wait()
+		close(results)
+		<-senderDone
+		select {
+		case e := <-sendErr:
+			return e
+		default:
+		}
+		return err
+	}
+
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return finish(nil)
+		}
+		if err != nil {
+			return finish(err)
+		}
+		if s.m != nil {
+			s.m.StreamOps.Observe(float64(len(req.Ops)))
+		}
+		var gets []*kvpb.StreamOp
+		for _, op := range req.Ops {
+			if g, ok := op.Request.(*kvpb.StreamOp_Get); ok && g.Get != nil {
+				gets = append(gets, op)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return finish(ctx.Err())
+			}
+			wg.Add(1)
+			go func(op *kvpb.StreamOp) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				results <- s.streamOne(ctx, op)
+			}(op)
+		}
+		if len(gets) > 0 {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return finish(ctx.Err())
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				s.streamGets(ctx, gets, results)
+			}()
+		}
+	}
+}
+
+// streamGets answers the Gets of one stream message with one engine read
+// when every key is valid, or one by one otherwise.
+func (s *kvServer) streamGets(ctx context.Context, ops []*kvpb.StreamOp, results chan<- *kvpb.StreamResult) {
+	start := time.Now()
+	if len(ops) > 1 && len(ops) <= s.svc.Limits().MaxBatchOps {
+		keys := make([][]byte, len(ops))
+		for i, op := range ops {
+			keys[i] = op.GetGet().GetKey()
+		}
+		if es, err := s.svc.BatchGet(ctx, keys); err == nil {
+			for i, e := range es {
+				results <- &kvpb.StreamResult{Id: ops[i].Id, Response: &kvpb.StreamResult_Get{
+					Get: &kvpb.GetResponse{Found: e.Version != 0, Value: e.Value, Version: e.Version}}}
+			}
+			s.observe("Stream/Get", start, nil, len(ops))
+			return
+		}
+	}
+	for _, op := range ops {
+		results <- s.streamOne(ctx, op)
+	}
+}
+
+func (s *kvServer) observe(method string, start time.Time, err error, n int) {
+	if s.m == nil {
+		return
+	}
+	code, _ := classify(err)
+	if err == nil {
+		code = 0
+	}
+	s.m.Requests.WithLabelValues(method, code.String()).Add(float64(n))
+	s.m.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+// streamOne runs one request of the multiplexed stream.
+func (s *kvServer) streamOne(ctx context.Context, op *kvpb.StreamOp) *kvpb.StreamResult {
+	start := time.Now()
+	out := &kvpb.StreamResult{Id: op.Id}
+	var err error
+	var method string
+	switch r := op.Request.(type) {
+	case *kvpb.StreamOp_Get:
+		method = "Stream/Get"
+		var resp *kvpb.GetResponse
+		if resp, err = s.get(ctx, r.Get); err == nil {
+			out.Response = &kvpb.StreamResult_Get{Get: resp}
+		}
+	case *kvpb.StreamOp_BatchGet:
+		method = "Stream/BatchGet"
+		var resp *kvpb.BatchGetResponse
+		if resp, err = s.batchGet(ctx, r.BatchGet); err == nil {
+			out.Response = &kvpb.StreamResult_BatchGet{BatchGet: resp}
+		}
+	case *kvpb.StreamOp_Put:
+		method = "Stream/Put"
+		var resp *kvpb.PutResponse
+		if resp, err = s.put(ctx, r.Put); err == nil {
+			out.Response = &kvpb.StreamResult_Put{Put: resp}
+		}
+	case *kvpb.StreamOp_Delete:
+		method = "Stream/Delete"
+		var resp *kvpb.DeleteResponse
+		if resp, err = s.del(ctx, r.Delete); err == nil {
+			out.Response = &kvpb.StreamResult_Delete{Delete: resp}
+		}
+	case *kvpb.StreamOp_Cas:
+		method = "Stream/CompareAndSwap"
+		var resp *kvpb.CompareAndSwapResponse
+		if resp, err = s.cas(ctx, r.Cas); err == nil {
+			out.Response = &kvpb.StreamResult_Cas{Cas: resp}
+		}
+	case *kvpb.StreamOp_Batch:
+		method = "Stream/Batch"
+		var resp *kvpb.BatchResponse
+		if resp, err = s.batch(ctx, r.Batch); err == nil {
+			out.Response = &kvpb.StreamResult_Batch{Batch: resp}
+		}
+	default:
+		method = "Stream/Unknown"
+		err = fmt.Errorf("%w: stream op %d carries no request", engine.ErrInvalidArgument, op.Id)
+	}
+	// A nil sub-request reaches the handlers as a nil pointer; they read
+	// it through the generated getters, which make it an empty request
+	// that validation rejects.
+	if err != nil {
+		out.Error = toStreamError(err)
+		out.Response = nil
+	}
+	s.observe(method, start, err, 1)
+	return out
+}
