@@ -56,16 +56,16 @@ type Engine struct {
 
 // RocksDBEngine tunes the rocksdb engine. Zero means the engine's default.
 type RocksDBEngine struct {
-	BlockCacheSize  Size `toml:"block_cache_size"`
-	WriteBufferSize Size `toml:"write_buffer_size"`
-	MaxOpenFiles    int  `toml:"max_open_files"`
+	BlockCacheSize  Size   `toml:"block_cache_size"`  // default 64MiB
+	WriteBufferSize Size   `toml:"write_buffer_size"` // default 64MiB
+	MaxOpenFiles    int    `toml:"max_open_files"`    // default 1000, -1 unlimited
+	Compression     string `toml:"compression"`       // none, snappy, lz4 (default), zstd, zlib
 }
 
 // BadgerEngine tunes the badger engine. Zero means the engine's default.
 type BadgerEngine struct {
-	BlockCacheSize Size `toml:"block_cache_size"`
-	IndexCacheSize Size `toml:"index_cache_size"`
-	MemTableSize   Size `toml:"memtable_size"`
+	BlockCacheSize Size `toml:"block_cache_size"` // default 64MiB
+	MemTableSize   Size `toml:"memtable_size"`    // default 64MiB
 }
 
 // PluginEngine runs an engine from a plugin binary.
@@ -209,7 +209,6 @@ func (c *Config) Validate(engines []string) error {
 		{"engine.rocksdb.block_cache_size", c.Engine.RocksDB.BlockCacheSize},
 		{"engine.rocksdb.write_buffer_size", c.Engine.RocksDB.WriteBufferSize},
 		{"engine.badger.block_cache_size", c.Engine.Badger.BlockCacheSize},
-		{"engine.badger.index_cache_size", c.Engine.Badger.IndexCacheSize},
 		{"engine.badger.memtable_size", c.Engine.Badger.MemTableSize},
 	} {
 		if s.v < 0 {

@@ -1,0 +1,181 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+var stock = []string{"badger", "memory", "rocksdb"}
+
+func TestDefaultIsValid(t *testing.T) {
+	c := Default()
+	if err := c.Validate(stock); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Engine.Sync || c.Engine.Name != "rocksdb" || !strings.HasPrefix(c.Listen, "127.0.0.1:") {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestSampleConfigs(t *testing.T) {
+	files, err := filepath.Glob("../../examples/config/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no sample configs: %v", err)
+	}
+	for _, f := range files {
+		c := Default()
+		if err := c.Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if c.TLS.Enabled() {
+			continue // names certificate files that exist only on the operator's machine
+		}
+		if err := c.Validate(stock); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	c := Default()
+	toml := `
+listen = "nowhere"
+data_dir = ""
+[engine]
+name = "leveldb"
+[limits]
+max_key_size = 0
+max_batch_ops = -1
+max_message_size = "1KiB"
+[tls]
+key_file = "k.pem"
+[log]
+level = "loud"
+format = "xml"
+`
+	if err := c.Parse("test", []byte(toml)); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Validate(stock)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{
+		`listen "nowhere"`, "data_dir", `unknown engine (available: badger, memory, rocksdb, plugin)`,
+		"limits.max_key_size", "limits.max_batch_ops", "limits.max_message_size",
+		"cert_file and key_file must be set together", `log.level "loud"`, `log.format "xml"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ name, toml, want string }{
+		{"syntax", "listen = [", "config test"},
+		{"unknown key", "lisen = \"x\"", "unknown keys: lisen"},
+		{"unknown nested key", "[engine]\nnmae = \"x\"", "unknown keys: engine.nmae"},
+		{"bad size", "[limits]\nmax_value_size = \"lots\"", "bad size"},
+		{"bad duration", "shutdown_timeout = \"soon\"", "bad duration"},
+		{"wrong type", "[limits]\nmax_batch_ops = \"many\"", "max_batch_ops"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			err := c.Parse("test", []byte(tc.toml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSizes(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Size
+		ok   bool
+	}{
+		{"4096", 4096, true}, {"4KiB", 4096, true}, {"16MiB", 16 << 20, true}, {"1GiB", 1 << 30, true},
+		{"2MB", 2_000_000, true}, {"1k", 1024, true}, {" 8 KiB ", 8192, true},
+		{"", 0, false}, {"-1", 0, false}, {"1.5MiB", 0, false}, {"MiB", 0, false}, {"99999999999TiB", 0, false},
+	}
+	for _, tc := range cases {
+		got, err := ParseSize(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseSize(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.toml")
+	c := Default()
+	c.Listen = "127.0.0.1:1000"
+	c.DataDir = "/from/file"
+	c.Engine.Name = "badger"
+	c.ShutdownTimeout = Duration(5 * time.Second)
+	if err := writeFile(path, c.TOML()); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	f := RegisterFlags(fs)
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:3000"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"FLAREDB_LISTEN": "127.0.0.1:2000", "FLAREDB_DATA_DIR": "/from/env"}
+	got, err := f.Resolve(path, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Listen != "127.0.0.1:3000" || got.DataDir != "/from/env" || got.Engine.Name != "badger" || got.ShutdownTimeout.D() != 5*time.Second {
+		t.Fatalf("precedence: %+v", got)
+	}
+	env["FLAREDB_SYNC"] = "maybe"
+	if _, err := f.Resolve(path, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "FLAREDB_SYNC") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(Default().TOML()))
+	f.Add([]byte("[limits]\nmax_value_size = \"1GiB\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := Default()
+		if err := c.Parse("fuzz", b); err != nil {
+			return
+		}
+		_ = c.Validate(stock) // must not panic
+		// What parses must render and parse back to the same configuration.
+		c2 := Default()
+		if err := c2.Parse("round trip", []byte(c.TOML())); err != nil {
+			t.Fatalf("rendered config does not parse: %v\n%s", err, c.TOML())
+		}
+	})
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"1", "4KiB", "16MiB", "1GB", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseSize(%q) = %d", s, n)
+		}
+		back, err := ParseSize(n.String())
+		if err != nil || back != n {
+			t.Fatalf("round trip of %q: %v -> %q -> %v, %v", s, n, n.String(), back, err)
+		}
+	})
+}
