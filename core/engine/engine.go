@@ -23,7 +23,9 @@
 //
 // A write may carry a Condition. A write whose condition fails changes nothing
 // and reports the key's current value and version in its Result: a failed
-// compare-and-swap is an answer, not an error.
+// compare-and-swap is an answer, not an error. A put's version is checked
+// against the key only when its condition holds: a failed condition is
+// reported as such, whatever the version.
 //
 // # Calls and atomicity
 //
@@ -82,8 +84,8 @@ var (
 	// ErrTooLarge reports a key, value or batch beyond the engine's Limits.
 	ErrTooLarge = errors.New("engine: too large")
 	// ErrInvalidArgument reports a malformed request: an empty key, an unknown
-	// operation or condition kind, a version that does not increase, an empty
-	// or reversed scan range.
+	// operation or condition kind, a put whose version does not increase, a
+	// reversed scan range or a negative scan limit.
 	ErrInvalidArgument = errors.New("engine: invalid argument")
 	// ErrUnavailable reports that the engine cannot serve the call now but
 	// may later (a plugin process restarting, for example). The call may or

@@ -1,0 +1,159 @@
+// Package app is the flaredb-server command: flags, configuration, the
+// stock engines wired in by name, signals and graceful shutdown. The main
+// package only calls Main.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/flaredb/flaredb/core/config"
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/server"
+	"github.com/flaredb/flaredb/engines/badgerengine"
+	"github.com/flaredb/flaredb/engines/memengine"
+	"github.com/flaredb/flaredb/engines/rocksdbengine"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitError  = 1
+	exitUsage  = 2
+	exitConfig = 3
+)
+
+// Openers returns the engines this binary can open, by name.
+func Openers() server.Openers {
+	return server.Openers{
+		"rocksdb": {Mode: "in-process", Open: func(_ context.Context, c config.Config, dir string, _ *slog.Logger) (engine.Engine, error) {
+			r := c.Engine.RocksDB
+			return rocksdbengine.Open(dir, &rocksdbengine.Options{
+				BlockCacheSize:  int64(r.BlockCacheSize),
+				WriteBufferSize: int64(r.WriteBufferSize),
+				MaxOpenFiles:    r.MaxOpenFiles,
+				Compression:     r.Compression,
+			})
+		}},
+		"badger": {Mode: "in-process", Open: func(_ context.Context, c config.Config, dir string, log *slog.Logger) (engine.Engine, error) {
+			b := c.Engine.Badger
+			return badgerengine.Open(dir, &badgerengine.Options{
+				Logger:         log.With("component", "badger"),
+				BlockCacheSize: int64(b.BlockCacheSize),
+				MemTableSize:   int64(b.MemTableSize),
+			})
+		}},
+		"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
+			return memengine.New(), nil
+		}},
+		"plugin": pluginOpener(),
+	}
+}
+
+const usage = `flaredb-server: the FlareDB key-value server.
+
+Usage:
+  flaredb-server [--config FILE] [flags]
+
+Settings come from built-in defaults, then the TOML file given with
+--config (or FLAREDB_CONFIG), then FLAREDB_* environment variables, then
+flags. --print-config prints the effective configuration and exits.
+
+Flags:
+`
+
+// Main runs the server until SIGINT or SIGTERM and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("flaredb-server", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "TOML configuration file (env FLAREDB_CONFIG)")
+	printCfg := fs.Bool("print-config", false, "print the effective configuration and exit")
+	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	flags := config.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "flaredb-server: unexpected arguments %q (see --help)\n", fs.Args())
+		return exitUsage
+	}
+	path := *cfgPath
+	if path == "" {
+		path = os.Getenv("FLAREDB_CONFIG")
+	}
+	cfg, err := flags.Resolve(path, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "flaredb-server: %v\n", err)
+		return exitConfig
+	}
+	openers := Openers()
+	var compiled []string
+	for _, n := range openers.Names() {
+		if n != "plugin" {
+			compiled = append(compiled, n)
+		}
+	}
+	if err := cfg.Validate(compiled); err != nil {
+		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
+		return exitConfig
+	}
+	if *printCfg {
+		fmt.Fprint(stdout, cfg.TOML())
+		return exitOK
+	}
+	if *check {
+		fmt.Fprintln(stdout, "configuration is valid")
+		return exitOK
+	}
+
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, cfg, openers, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		fmt.Fprintf(stderr, "flaredb-server: %v\n", err)
+		return exitError
+	}
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		log.Info("signal received")
+	case err := <-srv.Err():
+		log.Error("server failed", "err", err)
+		code = exitError
+	}
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
+		code = exitError
+	}
+	return code
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,215 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
+)
+
+// binDir holds the binaries built once for the whole test run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flaredb-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	for _, pkg := range []string{"github.com/flaredb/flaredb/cmd/flaredb-server", "github.com/flaredb/flaredb/cmd/flaredb"} {
+		out := filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func bin(name string) string { return filepath.Join(binDir, name) }
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is a flaredb-server process started by a test.
+type server struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string
+	dir    string
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+var listenRE = regexp.MustCompile(`msg=serving listen=(\S+)`)
+
+// startServer starts flaredb-server with args (plus a data directory and
+// ephemeral ports unless the args set them) and waits until it serves.
+func startServer(t *testing.T, dir string, args ...string) *server {
+	t.Helper()
+	s, err := tryStartServer(t, dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func tryStartServer(t *testing.T, dir string, args ...string) (*server, error) {
+	t.Helper()
+	all := []string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", ""}
+	all = append(all, args...)
+	cmd := exec.Command(bin("flaredb-server"), all...)
+	cmd.Env = cleanEnv()
+	s := &server{t: t, cmd: cmd, dir: dir, stderr: &syncBuffer{}, done: make(chan struct{})}
+	pr, pw := io.Pipe()
+	cmd.Stderr = io.MultiWriter(s.stderr, pw)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		s.err = cmd.Wait()
+		pw.Close()
+		close(s.done)
+	}()
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addrc <- m[1]:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case s.addr = <-addrc:
+	case <-s.done:
+		return nil, fmt.Errorf("server exited before serving (%v):\n%s", s.err, s.stderr.String())
+	case <-time.After(90 * time.Second):
+		s.kill()
+		return nil, fmt.Errorf("server did not start within 90s:\n%s", s.stderr.String())
+	}
+	t.Cleanup(s.kill)
+	return s, nil
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "FLAREDB_") {
+			env = append(env, e)
+		}
+	}
+	return env
+}
+
+// kill stops the process with SIGKILL (by PID) and waits for it.
+func (s *server) kill() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		s.kill()
+		s.t.Fatalf("server did not stop within 60s of SIGTERM:\n%s", s.stderr.String())
+	}
+	if s.err != nil {
+		s.t.Fatalf("server exited with %v after SIGTERM:\n%s", s.err, s.stderr.String())
+	}
+}
+
+// dial returns a raw API client for s.
+func (s *server) dial() kvpb.KVClient {
+	s.t.Helper()
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { conn.Close() })
+	return kvpb.NewKVClient(conn)
+}
+
+// cli runs the flaredb CLI against s and returns stdout, stderr and the exit
+// code.
+func (s *server) cli(args ...string) (string, string, int) {
+	s.t.Helper()
+	return runCLI(s.t, append([]string{"--addr", s.addr}, args...)...)
+}
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin("flaredb"), args...)
+	cmd.Env = cleanEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("flaredb %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return out.String(), errb.String(), code
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}

@@ -1,0 +1,150 @@
+//go:build cgo
+
+package rocksdbengine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flaredb/flaredb/core/kvengine"
+)
+
+// The crash test re-executes this test binary as a child that runs only
+// TestCrashHelper, with crashDirEnv naming the store's directory.
+const (
+	crashDirEnv    = "FLAREDB_ROCKSDBENGINE_CRASH_DIR"
+	crashKillAfter = 300    // acknowledged batches before the parent kills the child
+	crashMaxWrites = 100000 // the child never writes more batches than this
+)
+
+func crashKeys(i int) (a, b []byte) {
+	return []byte(fmt.Sprintf("crash/%06d/a", i)), []byte(fmt.Sprintf("crash/%06d/b\x00\xff", i))
+}
+
+func crashValue(i int) []byte {
+	return []byte(fmt.Sprintf("value-%d-%s", i, bytes.Repeat([]byte{byte(i)}, i%100)))
+}
+
+func crashAck(i int) string { return fmt.Sprintf("ack %d ok", i) }
+
+// TestCrashHelper is the child of TestCrashRecovery; run any other way it
+// does nothing. It writes synced two-key batches in a loop and prints one
+// line per acknowledged batch, until it is killed.
+func TestCrashHelper(t *testing.T) {
+	dir := os.Getenv(crashDirEnv)
+	if dir == "" {
+		return
+	}
+	s, err := OpenStore(dir, nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "child: open: %v\n", err)
+		os.Exit(2)
+	}
+	for i := range crashMaxWrites {
+		a, b := crashKeys(i)
+		v := crashValue(i)
+		if err := s.Write([]kvengine.Mutation{{Key: a, Value: v}, {Key: b, Value: v}}, true); err != nil {
+			fmt.Fprintf(os.Stderr, "child: write %d: %v\n", i, err)
+			os.Exit(3)
+		}
+		// os.Stdout is unbuffered: the line leaves the process only after
+		// the write was acknowledged.
+		fmt.Println(crashAck(i))
+	}
+	fmt.Fprintf(os.Stderr, "child: wrote %d batches without being killed\n", crashMaxWrites)
+	os.Exit(4)
+}
+
+// TestCrashRecovery kills a writing child with SIGKILL and checks that every
+// batch it acknowledged is in the store after reopening, and that every
+// batch is all or nothing.
+func TestCrashRecovery(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1", "-test.timeout=2m")
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := -1 // the highest acknowledged batch; batches are acknowledged in order
+	killed := false
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		// Only whole lines count: a line cut short by the kill does not
+		// match its ack exactly.
+		if sc.Text() != crashAck(acked+1) {
+			continue
+		}
+		acked++
+		if acked == 0 {
+			// While the child holds the database, this process cannot
+			// open it.
+			if s, err := OpenStore(dir, nil); err == nil {
+				s.Close()
+				syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+				t.Fatal("opened the database while another process had it open")
+			} else if !strings.Contains(err.Error(), dir) || !strings.Contains(strings.ToLower(err.Error()), "lock") {
+				t.Errorf("open while another process has the database: %q should name the directory and its lock", err)
+			}
+		}
+		if acked+1 == crashKillAfter && !killed {
+			if err := syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill child %d: %v", cmd.Process.Pid, err)
+			}
+			killed = true
+		}
+	}
+	werr := cmd.Wait()
+	if !killed {
+		t.Fatalf("child ended after %d acknowledged batches without being killed: %v\nstderr:\n%s", acked+1, werr, stderr.String())
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child was not ended by our SIGKILL: %v\nstderr:\n%s", werr, stderr.String())
+	}
+	t.Logf("child killed after %d acknowledged batches", acked+1)
+
+	s, err := OpenStore(dir, &Options{ErrorIfNotExists: true})
+	if err != nil {
+		t.Fatalf("reopen after the crash: %v", err)
+	}
+	defer s.Close()
+	for i := 0; i < crashMaxWrites; i++ {
+		a, b := crashKeys(i)
+		va, oka, err := s.Get(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vb, okb, err := s.Get(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if oka != okb {
+			t.Fatalf("batch %d is half applied after the crash (a: %v, b: %v)", i, oka, okb)
+		}
+		if !oka {
+			if i <= acked {
+				t.Fatalf("acknowledged batch %d (of %d) is lost after the crash", i, acked+1)
+			}
+			break // batches are written in order: nothing later was written either
+		}
+		if want := crashValue(i); !bytes.Equal(va, want) || !bytes.Equal(vb, want) {
+			t.Fatalf("batch %d: values %q, %q after the crash, want %q", i, va, vb, want)
+		}
+	}
+}
