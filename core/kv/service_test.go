@@ -122,7 +122,10 @@ func TestCASAndBatchSemantics(t *testing.T) {
 			_, err := s.Batch(ctx, []engine.Write{{Kind: engine.OpPut, Key: []byte("d")}, {Kind: engine.OpDelete, Key: []byte("d")}}, 0)
 			return err
 		}(), engine.ErrInvalidArgument},
-		{"check alone", func() error { _, err := s.Write(ctx, engine.Write{Kind: engine.OpCheck, Key: []byte("a")}, 0); return err }(), engine.ErrInvalidArgument},
+		{"check alone", func() error {
+			_, err := s.Write(ctx, engine.Write{Kind: engine.OpCheck, Key: []byte("a")}, 0)
+			return err
+		}(), engine.ErrInvalidArgument},
 		{"scan reversed", s.Scan(ctx, engine.ScanOptions{Start: []byte("b"), End: []byte("a")}, func(engine.Entry) error { return nil }), engine.ErrInvalidArgument},
 	}
 	for _, tc := range bad {
