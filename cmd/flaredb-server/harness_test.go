@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	for _, pkg := range []string{"github.com/flaredb/flaredb/cmd/flaredb-server", "github.com/flaredb/flaredb/cmd/flaredb"} {
 		out := filepath.Join(dir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-o", out, pkg)
+		args := []string{"build", "-o", out}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)

@@ -44,6 +44,9 @@ type Options struct {
 	// MaxGroupWrites caps the writes merged into one engine call
 	// (default 1024).
 	MaxGroupWrites int
+	// PipelineDepth is the number of write groups that may be in the
+	// engine at once (default 3); groups that share a key never are.
+	PipelineDepth int
 	Logger         *slog.Logger
 	Metrics        *metrics.Metrics
 }
@@ -83,6 +86,9 @@ type item struct {
 func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 	if opts.MaxGroupWrites <= 0 {
 		opts.MaxGroupWrites = 1024
+	}
+	if opts.PipelineDepth <= 0 {
+		opts.PipelineDepth = 3
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -377,19 +383,45 @@ func (s *Service) submit(ctx context.Context, writes []engine.Write, atomic, syn
 	}
 }
 
+// flight is a group the pipeline has started and not yet finished.
+type flight struct {
+	keys map[string]struct{}
+	done chan struct{}
+}
+
+func (f *flight) overlaps(keys map[string]struct{}) bool {
+	small, large := f.keys, keys
+	if len(small) > len(large) {
+		small, large = large, small
+	}
+	for k := range small {
+		if _, ok := large[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // pipeline runs until Close: it takes every waiting item (up to
-// MaxGroupWrites writes), merges the independent ones into one engine call
-// and runs each atomic one as its own call, in turn. One goroutine runs it,
-// so versions are handed out in the order writes reach the engine.
+// MaxGroupWrites writes) as one group, merges the group's independent
+// writes into one engine call and runs each atomic item as its own call.
+//
+// Up to PipelineDepth groups run at once, so that one group's evaluation
+// overlaps another's sync. A group that shares a key with a running group
+// waits for it first: versions are handed out when a group runs, so for
+// any one key they reach the engine in increasing order.
 func (s *Service) pipeline() {
 	defer close(s.stopped)
-	var group []*item
+	var inflight []*flight
 	for {
-		group = group[:0]
+		var group []*item
 		select {
 		case it := <-s.queue:
 			group = append(group, it)
 		case <-s.stop:
+			for _, f := range inflight {
+				<-f.done
+			}
 			s.drain()
 			return
 		}
@@ -404,7 +436,37 @@ func (s *Service) pipeline() {
 				break fill
 			}
 		}
-		s.run(group)
+		keys := make(map[string]struct{}, n)
+		for _, it := range group {
+			for _, w := range it.writes {
+				keys[string(w.Key)] = struct{}{}
+			}
+		}
+		running := inflight[:0]
+		for _, f := range inflight {
+			select {
+			case <-f.done:
+				continue
+			default:
+			}
+			if f.overlaps(keys) {
+				<-f.done
+				continue
+			}
+			running = append(running, f)
+		}
+		clear(inflight[len(running):])
+		inflight = running
+		for len(inflight) >= s.opts.PipelineDepth {
+			<-inflight[0].done
+			inflight = append(inflight[:0], inflight[1:]...)
+		}
+		f := &flight{keys: keys, done: make(chan struct{})}
+		inflight = append(inflight, f)
+		go func() {
+			defer close(f.done)
+			s.run(group)
+		}()
 	}
 }
 
@@ -525,7 +587,7 @@ func (s *Service) applyOnce(items []*item, atomic bool) error {
 	return nil
 }
 
-// Close stops accepting writes, waits for the pipeline to finish the group
+// Close stops accepting writes, waits for the pipeline to finish the groups
 // it is running, and answers anything still queued with ErrShuttingDown.
 // It does not close the engine.
 func (s *Service) Close() {
