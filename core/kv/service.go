@@ -47,8 +47,8 @@ type Options struct {
 	// PipelineDepth is the number of write groups that may be in the
 	// engine at once (default 3); groups that share a key never are.
 	PipelineDepth int
-	Logger         *slog.Logger
-	Metrics        *metrics.Metrics
+	Logger        *slog.Logger
+	Metrics       *metrics.Metrics
 }
 
 // Service is safe for concurrent use. Byte slices passed to its methods are
