@@ -1,0 +1,168 @@
+package main_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// pki writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate into dir.
+type pki struct {
+	ca, serverCert, serverKey, clientCert, clientKey string
+}
+
+func newPKI(t *testing.T, dir string) pki {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flaredb test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature,
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kb)
+	}
+	p := pki{ca: write("ca.pem", "CERTIFICATE", caDER)}
+	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func TestMutualTLS(t *testing.T) {
+	p := newPKI(t, t.TempDir())
+	s := startServer(t, t.TempDir(), "--engine", "memory",
+		"--tls-cert", p.serverCert, "--tls-key", p.serverKey, "--tls-client-ca", p.ca)
+
+	// With a client certificate signed by the CA: works.
+	if out, errOut, code := s.cli("--tls-ca", p.ca, "--tls-cert", p.clientCert, "--tls-key", p.clientKey, "put", "k", "v"); code != 0 {
+		t.Fatalf("mTLS put: %d %s %s", code, out, errOut)
+	}
+	out, _, code := s.cli("--tls-ca", p.ca, "--tls-cert", p.clientCert, "--tls-key", p.clientKey, "get", "k", "--value-only")
+	if code != 0 || strings.TrimSpace(out) != "v" {
+		t.Fatalf("mTLS get: %d %q", code, out)
+	}
+	// Without a client certificate, or in plaintext: refused.
+	if _, _, code := s.cli("--tls-ca", p.ca, "get", "k"); code == 0 {
+		t.Fatal("a client without a certificate was served")
+	}
+	if _, _, code := s.cli("get", "k"); code == 0 {
+		t.Fatal("a plaintext client was served by a TLS server")
+	}
+	// A server certificate the client does not trust: refused.
+	other := newPKI(t, t.TempDir())
+	if _, _, code := s.cli("--tls-ca", other.ca, "--tls-cert", p.clientCert, "--tls-key", p.clientKey, "get", "k"); code == 0 {
+		t.Fatal("a client trusting another CA accepted the server")
+	}
+	s.stop()
+}
+
+func TestTLSBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not a certificate"), 0o600)
+	_, err := tryStartServer(t, t.TempDir(), "--engine", "memory", "--tls-cert", garbage, "--tls-key", garbage)
+	if err == nil || !strings.Contains(err.Error(), "tls: load certificate") {
+		t.Fatalf("server with a garbage certificate: %v", err)
+	}
+}
+
+// TestObservability checks the gRPC health service, /healthz and /metrics.
+func TestObservability(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := l.Addr().String()
+	l.Close()
+	s := startServer(t, t.TempDir(), "--engine", "rocksdb", "--metrics-listen", metricsAddr)
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hr, err := healthpb.NewHealthClient(conn).Check(ctx(t), &healthpb.HealthCheckRequest{})
+	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", hr, err)
+	}
+	if _, _, code := s.cli("put", "m", "v"); code != 0 {
+		t.Fatal("put failed")
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, re := range []string{
+		`flaredb_requests_total\{code="OK",method="Stream/Put"\} [1-9]`,
+		`flaredb_write_group_size_count [1-9]`,
+		`flaredb_engine_call_duration_seconds_count\{op="apply"\} [1-9]`,
+		`go_goroutines \d+`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("/metrics lacks %s", re)
+		}
+	}
+	s.stop()
+}
