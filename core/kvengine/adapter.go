@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flaredb/flaredb/core/engine"
 )
@@ -432,6 +433,28 @@ type committer struct {
 	mu    sync.Mutex
 	busy  bool
 	queue []*pending
+
+	writes  atomic.Uint64 // Store.Write calls
+	commits atomic.Uint64 // Apply calls whose writes were handed to the store
+}
+
+// Stats are the adapter's running figures.
+type Stats struct {
+	// StoreWrites counts Store.Write calls; Commits counts the Apply calls
+	// they carried. Commits / StoreWrites is the group-commit factor.
+	StoreWrites uint64
+	Commits     uint64
+	// Queued is the number of Apply calls waiting for the next group now.
+	Queued int
+}
+
+// Stats returns the adapter's figures so far. It is safe for concurrent
+// use.
+func (a *Adapter) Stats() Stats {
+	a.group.mu.Lock()
+	q := len(a.group.queue)
+	a.group.mu.Unlock()
+	return Stats{StoreWrites: a.group.writes.Load(), Commits: a.group.commits.Load(), Queued: q}
 }
 
 type pending struct {
@@ -493,8 +516,10 @@ func (c *committer) lead() {
 }
 
 func (c *committer) write(group []*pending) {
+	c.commits.Add(uint64(len(group)))
 	if len(group) == 1 {
 		p := group[0]
+		c.writes.Add(1)
 		p.done <- c.store.Write(p.muts, p.sync)
 		return
 	}
@@ -508,6 +533,7 @@ func (c *committer) write(group []*pending) {
 	for _, p := range group {
 		batch = append(batch, p.muts...)
 	}
+	c.writes.Add(1)
 	err := c.store.Write(batch, sync)
 	if err == nil {
 		for _, p := range group {
@@ -518,6 +544,7 @@ func (c *committer) write(group []*pending) {
 	// The merged write failed as a whole; write each call alone so that
 	// one call's failure (a batch too large, say) is not every call's.
 	for _, p := range group {
+		c.writes.Add(1)
 		p.done <- c.store.Write(p.muts, p.sync)
 	}
 }
