@@ -159,6 +159,7 @@ func TestObservability(t *testing.T) {
 		`flaredb_write_group_size_count [1-9]`,
 		`flaredb_engine_call_duration_seconds_count\{op="apply"\} [1-9]`,
 		`go_goroutines \d+`,
+		`flaredb_engine_store_writes_total [1-9]`,
 	} {
 		if !regexp.MustCompile(re).MatchString(body) {
 			t.Errorf("/metrics lacks %s", re)

@@ -90,3 +90,22 @@ func (m *Metrics) ConditionFailed() {
 	}
 	m.CASFailed.Inc()
 }
+
+// RegisterEngineStats exports an adapter-based engine's figures: store
+// writes and the commits they carried (their ratio is the engine's
+// group-commit factor).
+func (m *Metrics) RegisterEngineStats(stats func() (storeWrites, commits uint64)) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "flaredb", Name: "engine_store_writes_total",
+			Help: "Writes the engine made to its store (one fsync each when synced).",
+		}, func() float64 { w, _ := stats(); return float64(w) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "flaredb", Name: "engine_commits_total",
+			Help: "Engine calls whose writes reached the store; several share one store write under group commit.",
+		}, func() float64 { _, c := stats(); return float64(c) }),
+	)
+}

@@ -36,6 +36,7 @@ import (
 	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/kv"
+	"github.com/flaredb/flaredb/core/kvengine"
 	"github.com/flaredb/flaredb/core/metrics"
 	"github.com/flaredb/flaredb/core/tso"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
@@ -140,6 +141,12 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	d := s.eng.Describe()
 	if d.Protocol != engine.ProtocolVersion {
 		return nil, fmt.Errorf("engine %q implements contract version %d, this server needs %d", d.Name, d.Protocol, engine.ProtocolVersion)
+	}
+	if st, ok := s.eng.(interface{ Stats() kvengine.Stats }); ok {
+		s.metrics.RegisterEngineStats(func() (uint64, uint64) {
+			x := st.Stats()
+			return x.StoreWrites, x.Commits
+		})
 	}
 	s.svc = kv.New(s.eng, s.oracle, kv.Options{
 		Limits: kv.Limits{
