@@ -16,8 +16,6 @@ import (
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
 
-var engines = []string{"rocksdb", "badger", "memory"}
-
 // wantErr checks that err is a status with code and reason.
 func wantErr(t *testing.T, what string, err error, code codes.Code, reason string) {
 	t.Helper()
@@ -40,9 +38,9 @@ func wantErr(t *testing.T, what string, err error, code codes.Code, reason strin
 }
 
 func TestAPI(t *testing.T) {
-	for _, eng := range engines {
-		t.Run(eng, func(t *testing.T) {
-			s := startServer(t, t.TempDir(), "--engine", eng, "--max-key-size", "64", "--max-value-size", "1KiB", "--max-batch-ops", "8")
+	for _, mode := range engineModes {
+		t.Run(mode, func(t *testing.T) {
+			s := startServer(t, t.TempDir(), append(engineArgs(mode), "--max-key-size", "64", "--max-value-size", "1KiB", "--max-batch-ops", "8")...)
 			c := s.dial()
 			testAPI(t, c)
 			s.stop()

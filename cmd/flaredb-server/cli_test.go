@@ -9,9 +9,10 @@ import (
 // TestCLI drives every CLI command against the real server, for each
 // engine, checking output, --json and exit codes.
 func TestCLI(t *testing.T) {
-	for _, eng := range engines {
-		t.Run(eng, func(t *testing.T) {
-			s := startServer(t, t.TempDir(), "--engine", eng, "--max-value-size", "1KiB")
+	for _, mode := range engineModes {
+		t.Run(mode, func(t *testing.T) {
+			s := startServer(t, t.TempDir(), append(engineArgs(mode), "--max-value-size", "1KiB")...)
+			eng := strings.TrimSuffix(mode, "-plugin")
 			type step struct {
 				args []string
 				code int

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,7 +33,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, pkg := range []string{"github.com/flaredb/flaredb/cmd/flaredb-server", "github.com/flaredb/flaredb/cmd/flaredb"} {
+	for _, pkg := range []string{
+		"github.com/flaredb/flaredb/cmd/flaredb-server", "github.com/flaredb/flaredb/cmd/flaredb",
+		"github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin", "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin",
+	} {
 		out := filepath.Join(dir, filepath.Base(pkg))
 		args := []string{"build", "-o", out}
 		if raceBuild {
@@ -52,6 +56,21 @@ func TestMain(m *testing.M) {
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }
+
+// engineModes are the ways the integration tests run the server: each stock
+// engine in process, and the persistent ones as plugin subprocesses.
+var engineModes = []string{"rocksdb", "badger", "memory", "rocksdb-plugin", "badger-plugin"}
+
+// engineArgs returns the server flags for an engine mode.
+func engineArgs(mode string) []string {
+	switch mode {
+	case "rocksdb-plugin":
+		return []string{"--engine", "plugin", "--plugin-path", bin("flaredb-rocksdb-plugin")}
+	case "badger-plugin":
+		return []string{"--engine", "plugin", "--plugin-path", bin("flaredb-badger-plugin")}
+	}
+	return []string{"--engine", mode}
+}
 
 // syncBuffer is a bytes.Buffer safe for one writer and many readers.
 type syncBuffer struct {
@@ -216,4 +235,68 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return c
+}
+
+var (
+	pluginPIDRE  = regexp.MustCompile(`msg="plugin started" .*\bpid=(\d+)`)
+	pluginPIDsRE = regexp.MustCompile(`msg="plugin (?:re)?started" .*\bpid=(\d+)`)
+)
+
+// pluginPID returns the PID of the server's plugin process, or 0 when the
+// engine runs in process.
+func (s *server) pluginPID() int {
+	m := pluginPIDRE.FindStringSubmatch(s.stderr.String())
+	if m == nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// pluginPIDs returns the PIDs of every plugin process the server started,
+// in order.
+func (s *server) pluginPIDs() []int {
+	var pids []int
+	for _, m := range pluginPIDsRE.FindAllStringSubmatch(s.stderr.String(), -1) {
+		pid, _ := strconv.Atoi(m[1])
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// waitUntil polls cond and fails the test if it does not hold within a
+// minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// waitGone fails the test unless pid exits within a minute.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still running a minute after its server died", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -19,10 +19,10 @@ import (
 // checks that every acknowledged write is there and that versions keep
 // increasing.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	for _, eng := range []string{"rocksdb", "badger"} {
-		t.Run(eng, func(t *testing.T) {
+	for _, mode := range []string{"rocksdb", "badger", "rocksdb-plugin", "badger-plugin"} {
+		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			s := startServer(t, dir, "--engine", eng)
+			s := startServer(t, dir, engineArgs(mode)...)
 			c := s.dial()
 
 			type ack struct {
@@ -64,7 +64,13 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
+			pluginPID := s.pluginPID()
 			s.kill()
+			if pluginPID != 0 {
+				// The plugin notices its host is gone and exits: no orphan
+				// keeps the data directory.
+				waitGone(t, pluginPID)
+			}
 			wg.Wait()
 			mu.Lock()
 			defer mu.Unlock()
@@ -72,7 +78,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 				t.Fatal("no write was acknowledged before the kill")
 			}
 
-			s2 := startServer(t, dir, "--engine", eng)
+			s2 := startServer(t, dir, engineArgs(mode)...)
 			c2 := s2.dial()
 			x := ctx(t)
 			for key, a := range acked {

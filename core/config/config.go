@@ -77,8 +77,23 @@ type PluginEngine struct {
 	// SHA256 is the expected hex checksum of the binary; empty skips the
 	// check.
 	SHA256 string `toml:"sha256"`
+	// Env holds extra KEY=VALUE environment variables for the plugin.
+	Env []string `toml:"env"`
+	// Options are engine options passed to the plugin, as strings; each
+	// plugin documents its own (the stock ones: block_cache_size =
+	// "268435456", compression = "zstd", ...). Unknown options are a
+	// startup error.
+	Options map[string]string `toml:"options"`
 	// StartTimeout bounds the plugin's start and handshake (default 30s).
 	StartTimeout Duration `toml:"start_timeout"`
+	// StopTimeout bounds the plugin's clean exit before it is killed
+	// (default 10s).
+	StopTimeout Duration `toml:"stop_timeout"`
+	// RestartMaxBackoff caps the back-off between restarts of a plugin that
+	// died (default 30s); MaxRestarts gives up after that many restarts in
+	// a row (default 0: never give up).
+	RestartMaxBackoff Duration `toml:"restart_max_backoff"`
+	MaxRestarts       int      `toml:"max_restarts"`
 }
 
 // Limits bound requests. Each has a documented default; the engine's own
@@ -120,7 +135,7 @@ func Default() Config {
 		Engine: Engine{
 			Name:   "rocksdb",
 			Sync:   true,
-			Plugin: PluginEngine{StartTimeout: Duration(30 * time.Second)},
+			Plugin: PluginEngine{StartTimeout: Duration(30 * time.Second), StopTimeout: Duration(10 * time.Second), RestartMaxBackoff: Duration(30 * time.Second)},
 		},
 		Limits: Limits{
 			MaxKeySize:     4 << 10,
@@ -198,6 +213,20 @@ func (c *Config) Validate(engines []string) error {
 		}
 		if c.Engine.Plugin.StartTimeout <= 0 {
 			bad("engine.plugin.start_timeout: must be positive")
+		}
+		if c.Engine.Plugin.StopTimeout <= 0 {
+			bad("engine.plugin.stop_timeout: must be positive")
+		}
+		if c.Engine.Plugin.RestartMaxBackoff <= 0 {
+			bad("engine.plugin.restart_max_backoff: must be positive")
+		}
+		if c.Engine.Plugin.MaxRestarts < 0 {
+			bad("engine.plugin.max_restarts: must not be negative")
+		}
+		for i, kv := range c.Engine.Plugin.Env {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				bad("engine.plugin.env[%d] %q: want KEY=VALUE", i, kv)
+			}
 		}
 	} else if c.Engine.Plugin.Path != "" {
 		bad("engine.plugin.path is set but engine.name is %q, not \"plugin\"", c.Engine.Name)

@@ -2,17 +2,32 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/server"
+	"github.com/flaredb/flaredb/plugins/host"
 )
 
-// pluginOpener opens an engine served by a plugin binary.
+// pluginOpener opens an engine served by a plugin binary, supervised by the
+// plugin host: checksum, handshake, start timeout, restart with back-off.
 func pluginOpener() server.Opener {
 	return server.Opener{Mode: "plugin", Open: func(ctx context.Context, c config.Config, dir string, log *slog.Logger) (engine.Engine, error) {
-		return nil, fmt.Errorf("%w: plugin engines are not wired in yet", engine.ErrUnsupported)
+		p := c.Engine.Plugin
+		return host.Open(ctx, host.Config{
+			Path:         p.Path,
+			Args:         p.Args,
+			Env:          p.Env,
+			Options:      p.Options,
+			DataDir:      dir,
+			SHA256:       p.SHA256,
+			StartTimeout: p.StartTimeout.D(),
+			StopTimeout:  p.StopTimeout.D(),
+			Restart: host.RestartPolicy{
+				MaxBackoff:  p.RestartMaxBackoff.D(),
+				MaxRestarts: p.MaxRestarts,
+			},
+		}, log.With("component", "plugin"))
 	}}
 }

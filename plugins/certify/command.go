@@ -1,0 +1,132 @@
+package certify
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flaredb/flaredb/conformance"
+	"github.com/flaredb/flaredb/plugins/host"
+)
+
+// ErrFailed is returned by the command when the certification ran and at
+// least one case failed (the report says which).
+var ErrFailed = errors.New("certification failed")
+
+// NewCommand returns the "conformance" command, for mounting in the
+// flaredb CLI:
+//
+//	flaredb conformance --plugin PATH [--arg ARG]... [--env K=V]... [--option K=V]...
+//	                    [--sha256 HEX] [--run REGEXP] [--json FILE] [--verbose]
+//
+// It certifies the plugin binary (see Run), prints a table on standard
+// output, writes the JSON report to --json FILE ("-" for standard output,
+// instead of the table) and returns an error (wrapping ErrFailed) when any
+// case failed, so the CLI exits non-zero. The command defines its own
+// --json flag, which shadows a persistent --json flag of a parent command.
+func NewCommand() *cobra.Command {
+	var (
+		plugin      string
+		args        []string
+		env         []string
+		options     []string
+		sum         string
+		run         string
+		jsonOut     string
+		caseTimeout time.Duration
+		hangTimeout time.Duration
+		verbose     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "conformance --plugin PATH",
+		Short: "Certify a storage-engine plugin binary with the conformance suite",
+		Long: `conformance runs FlareDB's engine conformance suite against a plugin binary,
+launched as flaredb-server would launch it, plus the cases only a plugin has:
+SIGKILL in the middle of writes (acknowledged writes must survive the restart),
+a host speaking another protocol version (refused), stray output on standard
+output (kept out of the handshake), a hang at start (killed), and no process or
+socket left behind after close.
+
+It prints one line per case and a verdict, writes a JSON report with --json,
+and exits non-zero if any case failed. Cases skip only for a capability the
+engine declares it lacks (the reason is printed).`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if plugin == "" {
+				return errors.New("--plugin is required")
+			}
+			cfg := host.Config{Path: plugin, Args: args, Env: env, SHA256: sum, Options: map[string]string{}}
+			for _, kv := range options {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--option %q: want KEY=VALUE", kv)
+				}
+				cfg.Options[k] = v
+			}
+			opts := Options{CaseTimeout: caseTimeout, HangTimeout: hangTimeout}
+			if run != "" {
+				re, err := regexp.Compile(run)
+				if err != nil {
+					return fmt.Errorf("--run: %w", err)
+				}
+				opts.Filter = re
+			}
+			errw := cmd.ErrOrStderr()
+			if verbose {
+				opts.Logger = slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+				opts.Progress = func(r conformance.CaseResult) {
+					fmt.Fprintf(errw, "%s %s (%v)\n", r.Status, r.Name, r.Duration.Round(time.Millisecond))
+				}
+			}
+			rep, err := Run(cmd.Context(), cfg, opts)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if jsonOut != "-" {
+				if err := rep.WriteTable(out); err != nil {
+					return err
+				}
+			}
+			if jsonOut != "" {
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				b = append(b, '\n')
+				if jsonOut == "-" {
+					if _, err := out.Write(b); err != nil {
+						return err
+					}
+				} else if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
+					return fmt.Errorf("write the JSON report: %w", err)
+				}
+			}
+			if !rep.OK() {
+				return fmt.Errorf("%w: %d of %d cases failed", ErrFailed, rep.Failed, len(rep.Cases)+len(rep.PluginCases))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&plugin, "plugin", "", "plugin binary to certify (required)")
+	f.StringArrayVar(&args, "arg", nil, "argument passed to the plugin (repeatable)")
+	f.StringArrayVar(&env, "env", nil, "KEY=VALUE added to the plugin's environment (repeatable)")
+	f.StringArrayVar(&options, "option", nil, "engine option KEY=VALUE passed to the plugin (repeatable)")
+	f.StringVar(&sum, "sha256", "", "expected SHA-256 of the binary, in hex (refuse to run it otherwise)")
+	f.StringVar(&run, "run", "", "run only the cases whose name matches this regular expression")
+	f.StringVar(&jsonOut, "json", "", `write the JSON report to this file ("-": standard output, instead of the table)`)
+	f.DurationVar(&caseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "time limit of each case")
+	f.DurationVar(&hangTimeout, "hang-timeout", DefaultHangTimeout, "start timeout given to the plugin in the hang-at-start case")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print the plugin's logs and each case's result as it ends on standard error")
+	return cmd
+}

@@ -1,0 +1,700 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/plugins/internal/pluginproto"
+	"github.com/flaredb/flaredb/plugins/wire"
+)
+
+// reapTimeout bounds the wait for a SIGKILLed process group to be reaped
+// and its output drained; it is only reached when something outside the
+// group holds the plugin's pipes.
+const reapTimeout = 10 * time.Second
+
+// State is where a plugin is in its life.
+type State int
+
+const (
+	// StateRunning means the plugin process is up and serving.
+	StateRunning State = iota + 1
+	// StateRestarting means the process died and the host is restarting
+	// it; calls return engine.ErrUnavailable meanwhile.
+	StateRestarting
+	// StateFailed means the host gave up restarting it
+	// (RestartPolicy.MaxRestarts); calls return engine.ErrUnavailable.
+	StateFailed
+	// StateClosed means Close was called.
+	StateClosed
+)
+
+// String returns the state's name.
+func (s State) String() string {
+	switch s {
+	case StateRunning:
+		return "running"
+	case StateRestarting:
+		return "restarting"
+	case StateFailed:
+		return "failed"
+	case StateClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// Status is a snapshot of a plugin's supervision, for health checks.
+type Status struct {
+	State State
+	// PID is the plugin process's id while it runs, else 0.
+	PID int
+	// Restarts counts successful restarts since Open.
+	Restarts int
+	// LastError is the last crash or failed launch, or nil.
+	LastError error
+}
+
+// Plugin is an engine served by a supervised plugin process. It implements
+// engine.Engine and is safe for concurrent use. Create it with Open or
+// Launch.
+//
+// Byte slices passed to its methods are only read during the call
+// (marshaled into the request); slices it returns are owned by the caller.
+// Errors are the contract's: the engine's own errors cross the wire intact,
+// and a plugin that is down, restarting or dies during a call gives
+// engine.ErrUnavailable (for Apply: outcome unknown).
+type Plugin struct {
+	cfg  Config
+	log  *slog.Logger
+	lock *os.File
+
+	stopCtx  context.Context // cancelled by Close: stops supervision
+	stop     context.CancelFunc
+	supDone  chan struct{}
+	hostName string
+
+	mu       sync.Mutex
+	cur      *generation // nil while the plugin is down
+	closed   bool
+	failed   bool
+	inflight int
+	idle     chan struct{} // made by Close; closed when inflight drops to 0
+	desc     engine.Description
+	restarts int
+	lastErr  error
+}
+
+var _ engine.Engine = (*Plugin)(nil)
+
+// generation is one launch of the plugin process.
+type generation struct {
+	client  *plugin.Client
+	runner  *procRunner
+	eng     *wire.Client
+	desc    engine.Description
+	started time.Time
+}
+
+// Open launches the plugin cfg describes and returns it as an
+// engine.Engine (a *Plugin): see Launch.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (engine.Engine, error) {
+	p, err := Launch(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Launch validates cfg, checks the binary, locks the data directory,
+// launches the plugin, completes the handshake and starts supervising the
+// process. ctx bounds the launch only (Config.StartTimeout bounds it too);
+// the plugin runs until Close. logger receives the host's and the plugin's
+// logs (nil discards them). The errors are described in the package
+// documentation; on error nothing is left running or locked.
+func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	log := logger.With("plugin", filepath.Base(cfg.Path))
+	if err := checkBinary(cfg); err != nil {
+		return nil, err
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	stopCtx, stop := context.WithCancel(context.Background())
+	p := &Plugin{
+		cfg:      cfg,
+		log:      log,
+		lock:     lock,
+		stopCtx:  stopCtx,
+		stop:     stop,
+		supDone:  make(chan struct{}),
+		hostName: filepath.Base(cfg.Path),
+	}
+	g, err := p.launch(ctx)
+	if err != nil {
+		stop()
+		_ = lock.Close()
+		return nil, err
+	}
+	p.cur, p.desc = g, g.desc
+	log.Info("plugin started", "pid", g.runner.PID(), "engine", g.desc.Name, "engine_version", g.desc.Version, "dir", cfg.DataDir)
+	go p.supervise(g)
+	return p, nil
+}
+
+// checkBinary verifies that the binary exists, is executable and has the
+// configured checksum.
+func checkBinary(cfg Config) error {
+	fi, err := os.Stat(cfg.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("host: plugin binary %s does not exist: %w", cfg.Path, err)
+	}
+	if err != nil {
+		return fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a regular file (mode %v)", ErrNotExecutable, cfg.Path, fi.Mode())
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%w: %s has no execute permission (mode %v): chmod +x it", ErrNotExecutable, cfg.Path, fi.Mode().Perm())
+	}
+	if cfg.SHA256 == "" {
+		return nil
+	}
+	want, _ := hex.DecodeString(cfg.SHA256) // validated by Config.Validate
+	f, err := os.Open(cfg.Path)
+	if err != nil {
+		return fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("host: hash plugin binary %s: %w", cfg.Path, err)
+	}
+	got := h.Sum(nil)
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return fmt.Errorf("%w: %s has SHA-256 %x, the configuration expects %s: "+
+			"the binary was replaced, or the configured checksum is out of date", ErrChecksumMismatch, cfg.Path, got, cfg.SHA256)
+	}
+	return nil
+}
+
+// SHA256File returns the hex SHA-256 checksum of the file at path, the
+// form Config.SHA256 takes.
+func SHA256File(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// logLevelName returns the least level log is enabled for, as the plugin's
+// log level variable spells it.
+func logLevelName(log *slog.Logger) string {
+	ctx := context.Background()
+	switch {
+	case log.Enabled(ctx, slog.LevelDebug):
+		return "debug"
+	case log.Enabled(ctx, slog.LevelInfo):
+		return "info"
+	case log.Enabled(ctx, slog.LevelWarn):
+		return "warn"
+	}
+	return "error"
+}
+
+// handshakeEnv reports whether an environment entry is one go-plugin sets
+// for the handshake (these must win over Config.Env).
+func handshakeEnv(kv string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	return strings.HasPrefix(k, "PLUGIN_") || k == pluginproto.MagicCookieKey
+}
+
+// launch starts one generation of the plugin, bounded by ctx and
+// Config.StartTimeout.
+func (p *Plugin) launch(ctx context.Context) (*generation, error) {
+	if err := checkBinary(p.cfg); err != nil {
+		return nil, err
+	}
+	opts, err := json.Marshal(p.cfg.Options)
+	if err != nil {
+		return nil, fmt.Errorf("%w: host: options: %w", engine.ErrInvalidArgument, err)
+	}
+	ours := []string{
+		pluginproto.EnvDataDir + "=" + p.cfg.DataDir,
+		pluginproto.EnvOptions + "=" + string(opts),
+		pluginproto.EnvLogLevel + "=" + logLevelName(p.log),
+	}
+	r := newProcRunner(p.cfg.Path, p.cfg.Args, p.log)
+	var socketDir string
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  pluginproto.Handshake(),
+		VersionedPlugins: pluginproto.Versioned(p.cfg.ProtocolVersion, &pluginproto.EnginePlugin{}),
+		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
+			socketDir = tmpDir
+			// The host's environment, without FLAREDB_PLUGIN_* variables
+			// the host process may itself have inherited (only this host
+			// sets those), then Config.Env, then the host's variables and
+			// go-plugin's handshake variables, which win.
+			env := make([]string, 0, len(cmd.Env)+len(p.cfg.Env)+len(ours))
+			for _, kv := range cmd.Env {
+				if !strings.HasPrefix(kv, "FLAREDB_PLUGIN_") {
+					env = append(env, kv)
+				}
+			}
+			env = append(env, p.cfg.Env...)
+			env = append(env, ours...)
+			for _, kv := range cmd.Env {
+				if handshakeEnv(kv) {
+					env = append(env, kv)
+				}
+			}
+			r.prepare(env)
+			return r, nil
+		},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Managed:          false,
+		// The host enforces StartTimeout itself (and kills the plugin);
+		// go-plugin's own timeout is only a backstop.
+		StartTimeout:     p.cfg.StartTimeout + time.Minute,
+		Logger:           newHCLogger(p.log),
+		SyncStdout:       &lineLogger{log: p.log, stream: "stdout"},
+		SyncStderr:       &lineLogger{log: p.log, stream: "stderr"},
+		GRPCDialOptions:  wire.DialOptions(),
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: p.cfg.SocketDir},
+	})
+	g := &generation{client: client, runner: r, started: time.Now()}
+	cleanup := func() {
+		p.teardown(g)
+		if socketDir != "" {
+			_ = os.RemoveAll(socketDir)
+		}
+	}
+
+	startCtx, cancel := context.WithTimeout(ctx, p.cfg.StartTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.Start()
+		done <- err
+	}()
+	var startErr error
+	aborted := false
+	select {
+	case startErr = <-done:
+	case <-startCtx.Done():
+		aborted = true
+		_ = r.Kill(context.Background())
+		<-done
+	}
+	if aborted || startErr != nil {
+		cleanup()
+		return nil, p.startError(ctx, r, aborted, startErr)
+	}
+
+	rpc, err := client.Client()
+	if err == nil {
+		var raw any
+		raw, err = rpc.Dispense(pluginproto.PluginName)
+		if err == nil {
+			var ok bool
+			if g.eng, ok = raw.(*wire.Client); !ok {
+				err = fmt.Errorf("host: dispensed %T, not an engine client", raw)
+			}
+		}
+	}
+	if err == nil {
+		g.desc, err = g.eng.Handshake(startCtx)
+		if err == nil && p.cfg.ProtocolVersion != engine.ProtocolVersion {
+			// go-plugin let a plugin through that agreed to a version this
+			// host cannot speak: refuse it.
+			err = fmt.Errorf("%w: the plugin accepted protocol %d, which this host offered but does not speak (%d)",
+				ErrProtocolMismatch, p.cfg.ProtocolVersion, engine.ProtocolVersion)
+		} else if err == nil && g.desc.Protocol != engine.ProtocolVersion {
+			err = fmt.Errorf("%w: the engine describes itself as protocol %d, this host speaks %d",
+				ErrProtocolMismatch, g.desc.Protocol, engine.ProtocolVersion)
+		}
+	}
+	if err != nil {
+		cleanup()
+		if errors.Is(err, ErrProtocolMismatch) {
+			return nil, fmt.Errorf("host: plugin %s: %w", p.cfg.Path, err)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("host: start plugin %s: %w", p.cfg.Path, ctx.Err())
+		}
+		if startCtx.Err() != nil {
+			return nil, fmt.Errorf("%w: plugin %s did not answer the handshake within %v", ErrStartTimeout, p.cfg.Path, p.cfg.StartTimeout)
+		}
+		return nil, fmt.Errorf("host: plugin %s: handshake: %w%s", p.cfg.Path, err, stderrNote(r))
+	}
+	return g, nil
+}
+
+// stderrNote quotes the plugin's last lines of standard error, if any.
+func stderrNote(r *procRunner) string {
+	if t := r.tail.String(); t != "" {
+		return "\nplugin standard error (last lines):\n" + t
+	}
+	return ""
+}
+
+// startError explains why a launch failed.
+func (p *Plugin) startError(ctx context.Context, r *procRunner, aborted bool, startErr error) error {
+	path := p.cfg.Path
+	if aborted {
+		if ctx.Err() != nil {
+			return fmt.Errorf("host: start plugin %s: %w", path, ctx.Err())
+		}
+		return fmt.Errorf("%w: plugin %s did not complete the handshake within %v and was killed%s",
+			ErrStartTimeout, path, p.cfg.StartTimeout, stderrNote(r))
+	}
+	if line, ok := r.head.firstLine(); ok {
+		if err := describeHandshake(path, line, p.cfg.ProtocolVersion); err != nil {
+			if errors.Is(err, ErrProtocolMismatch) {
+				return err
+			}
+			return fmt.Errorf("%w%s", err, stderrNote(r))
+		}
+	}
+	if r.PID() == 0 {
+		return fmt.Errorf("%w: cannot execute %s: %w", ErrNotExecutable, path, startErr)
+	}
+	if r.hasExited() {
+		if r.exitedOK() || r.tail.String() == "" {
+			return fmt.Errorf("%w: %s exited (%s) without printing the go-plugin handshake%s",
+				ErrNotPlugin, path, r.exitStatus(), stderrNote(r))
+		}
+		return fmt.Errorf("%w: %s (%s)%s", ErrPluginExited, path, r.exitStatus(), stderrNote(r))
+	}
+	return fmt.Errorf("host: start plugin %s: %w%s", path, startErr, stderrNote(r))
+}
+
+// teardown kills a generation's process group, waits (bounded) for it to
+// be reaped, and releases go-plugin's resources (its goroutines, the
+// connection and the socket directory).
+func (p *Plugin) teardown(g *generation) {
+	_ = g.runner.Kill(context.Background())
+	if g.runner.PID() != 0 {
+		select {
+		case <-g.runner.exited:
+		case <-time.After(reapTimeout):
+			p.log.Error("plugin process not reaped after SIGKILL", "pid", g.runner.PID())
+		}
+	}
+	g.client.Kill()
+	done := make(chan struct{})
+	go func() { g.runner.waitStderr(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(reapTimeout):
+		p.log.Warn("plugin standard error still open after the process exited (a process outside its group holds it)")
+	}
+}
+
+// stopGeneration stops a running generation gracefully: it closes the
+// engine inside the plugin, asks the process to exit, then tears it down.
+func (p *Plugin) stopGeneration(g *generation) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StopTimeout)
+	defer cancel()
+	err := g.eng.CloseContext(ctx)
+	if err != nil {
+		p.log.Warn("closing the plugin's engine failed", "error", err)
+	}
+	if pid := g.runner.PID(); pid > 0 && !g.runner.hasExited() {
+		if proc, ferr := os.FindProcess(pid); ferr == nil && proc.Signal(syscall.SIGTERM) == nil {
+			select {
+			case <-g.runner.exited:
+			case <-time.After(p.cfg.StopTimeout):
+				p.log.Warn("plugin did not exit after SIGTERM; killing it", "pid", pid)
+			}
+		}
+	}
+	p.teardown(g)
+	return err
+}
+
+// supervise watches the running generation g and restarts the plugin when
+// it dies, until Close.
+func (p *Plugin) supervise(g *generation) {
+	defer close(p.supDone)
+	failures := 0
+	for {
+		select {
+		case <-g.runner.exited:
+		case <-p.stopCtx.Done():
+			return
+		}
+		p.mu.Lock()
+		if p.cur == g {
+			p.cur = nil
+		}
+		crash := fmt.Errorf("%w: plugin process %d died (%s)", engine.ErrUnavailable, g.runner.PID(), g.runner.exitStatus())
+		p.lastErr = crash
+		p.mu.Unlock()
+		p.log.Error("plugin process died; restarting it", "pid", g.runner.PID(), "status", g.runner.exitStatus())
+		p.teardown(g)
+		if time.Since(g.started) >= p.cfg.Restart.StableAfter {
+			failures = 0
+		}
+		for {
+			if p.stopCtx.Err() != nil {
+				return
+			}
+			if limit := p.cfg.Restart.MaxRestarts; limit < 0 || (limit > 0 && failures >= limit) {
+				p.mu.Lock()
+				p.failed = true
+				p.mu.Unlock()
+				p.log.Error("giving up restarting the plugin", "failures", failures, "error", p.lastError())
+				return
+			}
+			delay := p.cfg.Restart.backoff(failures)
+			failures++
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-p.stopCtx.Done():
+				t.Stop()
+				return
+			}
+			ng, err := p.launch(p.stopCtx)
+			if err != nil {
+				if p.stopCtx.Err() != nil {
+					return
+				}
+				p.mu.Lock()
+				p.lastErr = err
+				p.mu.Unlock()
+				p.log.Error("restarting the plugin failed", "attempt", failures, "error", err)
+				continue
+			}
+			p.mu.Lock()
+			if p.closed {
+				p.mu.Unlock()
+				_ = p.stopGeneration(ng)
+				return
+			}
+			p.cur, p.desc = ng, ng.desc
+			p.restarts++
+			p.mu.Unlock()
+			p.log.Info("plugin restarted", "pid", ng.runner.PID(), "attempt", failures)
+			g = ng
+			break
+		}
+	}
+}
+
+func (p *Plugin) lastError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+// Status returns a snapshot of the plugin's supervision.
+func (p *Plugin) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Status{Restarts: p.restarts, LastError: p.lastErr}
+	switch {
+	case p.closed:
+		s.State = StateClosed
+	case p.cur != nil:
+		s.State = StateRunning
+		s.PID = p.cur.runner.PID()
+	case p.failed:
+		s.State = StateFailed
+	default:
+		s.State = StateRestarting
+	}
+	return s
+}
+
+// PID returns the plugin process's id while it runs, else 0.
+func (p *Plugin) PID() int { return p.Status().PID }
+
+// acquire returns the running generation and counts a call in progress,
+// or the error the call must return.
+func (p *Plugin) acquire() (*generation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, engine.ErrClosed
+	}
+	if p.cur == nil {
+		why := "it is restarting"
+		if p.failed {
+			why = "the host gave up restarting it"
+		}
+		if p.lastErr != nil {
+			return nil, fmt.Errorf("%w: plugin %s is down (%s): last error: %v", engine.ErrUnavailable, p.hostName, why, p.lastErr)
+		}
+		return nil, fmt.Errorf("%w: plugin %s is down (%s)", engine.ErrUnavailable, p.hostName, why)
+	}
+	p.inflight++
+	return p.cur, nil
+}
+
+func (p *Plugin) release() {
+	p.mu.Lock()
+	p.inflight--
+	if p.inflight == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+	p.mu.Unlock()
+}
+
+// translate turns what a call on a dying or dead plugin returns into
+// engine.ErrUnavailable: a transport cancellation the caller did not ask
+// for (the connection was closed under it) or a closed engine the host did
+// not close. Everything else is the engine's answer and passes unchanged.
+func (p *Plugin) translate(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, engine.ErrUnavailable) {
+		return err
+	}
+	if (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && ctx.Err() == nil {
+		return fmt.Errorf("%w: plugin %s went away during the call (%v)", engine.ErrUnavailable, p.hostName, err)
+	}
+	if errors.Is(err, engine.ErrClosed) {
+		return fmt.Errorf("%w: plugin %s closed its engine (%v)", engine.ErrUnavailable, p.hostName, err)
+	}
+	return err
+}
+
+// Read implements engine.Engine: one call to the plugin.
+func (p *Plugin) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
+	g, err := p.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer p.release()
+	out, err := g.eng.Read(ctx, keys)
+	if err != nil {
+		return nil, p.translate(ctx, err)
+	}
+	return out, nil
+}
+
+// Apply implements engine.Engine: one call to the plugin. If the plugin
+// dies during the call, Apply returns engine.ErrUnavailable and the writes
+// may or may not have been applied.
+func (p *Plugin) Apply(ctx context.Context, writes []engine.Write, opts engine.ApplyOptions) ([]engine.Result, error) {
+	g, err := p.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer p.release()
+	out, err := g.eng.Apply(ctx, writes, opts)
+	if err != nil {
+		return nil, p.translate(ctx, err)
+	}
+	return out, nil
+}
+
+// Scan implements engine.Engine: one streaming call to the plugin. An error
+// returned by fn is returned as it is.
+func (p *Plugin) Scan(ctx context.Context, opts engine.ScanOptions, fn func(engine.Entry) error) error {
+	g, err := p.acquire()
+	if err != nil {
+		return err
+	}
+	defer p.release()
+	var fnErr error
+	err = g.eng.Scan(ctx, opts, func(e engine.Entry) error {
+		if err := fn(e); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	})
+	if err != nil && fnErr != nil && err == fnErr {
+		return err
+	}
+	return p.translate(ctx, err)
+}
+
+// Describe implements engine.Engine: the description from the last
+// handshake. It never blocks on the plugin and works after Close.
+func (p *Plugin) Describe() engine.Description {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.desc
+}
+
+// Close implements engine.Engine: see the package documentation. It returns
+// the error of closing the engine inside the plugin, if any; the process is
+// gone and the lock released either way. Closing twice returns nil.
+func (p *Plugin) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.stop()
+	var idle chan struct{}
+	if p.inflight > 0 {
+		idle = make(chan struct{})
+		p.idle = idle
+	}
+	p.mu.Unlock()
+	<-p.supDone
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-time.After(p.cfg.StopTimeout):
+			p.log.Warn("calls still in progress after the stop timeout; stopping the plugin under them")
+		}
+	}
+	p.mu.Lock()
+	g := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	var err error
+	if g != nil {
+		err = p.stopGeneration(g)
+		p.log.Info("plugin stopped", "pid", g.runner.PID())
+	}
+	if lerr := p.lock.Close(); lerr != nil && err == nil {
+		err = fmt.Errorf("host: release data directory lock: %w", lerr)
+	}
+	return err
+}

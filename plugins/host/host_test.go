@@ -1,0 +1,586 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/engines/rocksdbengine"
+	"github.com/flaredb/flaredb/plugins/host"
+)
+
+func put(k, v string, ver uint64) engine.Write {
+	return engine.Write{Kind: engine.OpPut, Key: []byte(k), Value: []byte(v), Version: ver}
+}
+
+// launch starts the named test binary on a fresh data directory, closing it
+// when the test ends.
+func launch(t *testing.T, name string, mod func(*host.Config)) (*host.Plugin, *logRecorder) {
+	t.Helper()
+	cfg := host.Config{Path: bins[name], DataDir: t.TempDir(), SocketDir: t.TempDir()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	log, rec := newLogRecorder(t)
+	p, err := host.Launch(ctxT(t), cfg, log)
+	if err != nil {
+		t.Fatalf("launch %s: %v\nlog:\n%s", name, err, rec.dump())
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p, rec
+}
+
+func TestBasicCalls(t *testing.T) {
+	p, _ := launch(t, "memory", nil)
+	ctx := ctxT(t)
+	d := p.Describe()
+	if d.Name != "memory" || d.Protocol != engine.ProtocolVersion {
+		t.Fatalf("describe: %+v", d)
+	}
+	if _, err := p.Apply(ctx, []engine.Write{put("a", "1", 1), put("b", "", 2)}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Read(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[0].Value) != "1" || got[1].Value == nil || got[1].Version != 2 || got[2].Version != 0 || got[2].Value != nil {
+		t.Fatalf("read: %+v", got)
+	}
+	if _, err := p.Read(ctx, [][]byte{{}}); !errors.Is(err, engine.ErrInvalidArgument) {
+		t.Fatalf("typed error lost: %v", err)
+	}
+	stop := errors.New("stop")
+	if err := p.Scan(ctx, engine.ScanOptions{}, func(engine.Entry) error { return stop }); err != stop {
+		t.Fatalf("scan fn error: %v", err)
+	}
+	big := bytes.Repeat([]byte("x"), 9<<20)
+	if _, err := p.Apply(ctx, []engine.Write{put("big", string(big), 3)}, engine.ApplyOptions{}); err != nil {
+		t.Fatalf("large value: %v", err)
+	}
+	if got, err := p.Read(ctx, [][]byte{[]byte("big")}); err != nil || !bytes.Equal(got[0].Value, big) {
+		t.Fatalf("large value read back: %v", err)
+	}
+	if s := p.Status(); s.State != host.StateRunning || s.PID == 0 {
+		t.Fatalf("status: %+v", s)
+	}
+}
+
+func TestCloseSemantics(t *testing.T) {
+	p, _ := launch(t, "memory", nil)
+	ctx := ctxT(t)
+	pid := p.PID()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if _, err := p.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if _, err := p.Apply(ctx, []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{}); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("apply after close: %v", err)
+	}
+	if err := p.Scan(ctx, engine.ScanOptions{}, func(engine.Entry) error { return nil }); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("scan after close: %v", err)
+	}
+	if p.Describe().Name != "memory" {
+		t.Errorf("describe after close: %+v", p.Describe())
+	}
+	if s := p.Status(); s.State != host.StateClosed || s.PID != 0 {
+		t.Errorf("status after close: %+v", s)
+	}
+	if haveProc() && processAlive(pid) {
+		t.Errorf("plugin process %d still alive after Close", pid)
+	}
+}
+
+func TestNoOrphansAfterClose(t *testing.T) {
+	if !haveProc() {
+		t.Skip("capability: no /proc to inspect processes")
+	}
+	for _, name := range []string{"memory", "stray", "crashy"} {
+		t.Run(name, func(t *testing.T) {
+			sockets := t.TempDir()
+			p, _ := launch(t, name, func(c *host.Config) { c.SocketDir = sockets })
+			pid := p.PID()
+			if !processAlive(pid) {
+				t.Fatalf("plugin %d not alive while running", pid)
+			}
+			if left, _ := os.ReadDir(sockets); len(left) == 0 {
+				t.Fatalf("no socket directory while running")
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if processAlive(pid) {
+				t.Errorf("process %d alive after Close", pid)
+			}
+			if m := groupMembers(pid); len(m) > 0 {
+				t.Errorf("processes %v of the plugin's group alive after Close", m)
+			}
+			if left, _ := os.ReadDir(sockets); len(left) > 0 {
+				t.Errorf("socket directory not removed: %v", left)
+			}
+		})
+	}
+}
+
+func TestTwoHostsOnOneDataDir(t *testing.T) {
+	dir := t.TempDir()
+	first, _ := launch(t, "memory", func(c *host.Config) { c.DataDir = dir })
+	_, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: dir}, nil)
+	if !errors.Is(err, host.ErrDataDirLocked) {
+		t.Fatalf("second host on %s: %v", dir, err)
+	}
+	if !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Errorf("the error does not name the holder: %v", err)
+	}
+	t.Log(err)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := launch(t, "memory", func(c *host.Config) { c.DataDir = dir })
+	if second.PID() == 0 {
+		t.Fatal("no process after the first host released the directory")
+	}
+}
+
+// TestEngineRefusesSharedDir shows the second line of defence: a persistent
+// engine inside the plugin refuses a directory another process holds, even
+// without the host's lock.
+func TestEngineRefusesSharedDir(t *testing.T) {
+	if _, err := rocksdbengine.Open(t.TempDir(), nil); err != nil {
+		t.Skipf("capability: rocksdb not compiled into this test binary: %v", err)
+	}
+	dir := t.TempDir()
+	e, err := rocksdbengine.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	_, err = host.Launch(ctxT(t), host.Config{Path: bins["rocksdb"], DataDir: dir}, nil)
+	if !errors.Is(err, host.ErrPluginExited) || !strings.Contains(strings.ToLower(err.Error()), "lock") {
+		t.Fatalf("got %v", err)
+	}
+	t.Log(err)
+}
+
+func TestStartErrors(t *testing.T) {
+	tmp := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	garbage := write("garbage.sh", "#!/bin/sh\necho 'hello, I am not a plugin at all'\nsleep 60\n", 0o755)
+	silent := write("silent.sh", "#!/bin/sh\nexit 0\n", 0o755)
+	failing := write("failing.sh", "#!/bin/sh\necho 'cannot open the frobnicator' >&2\nexit 3\n", 0o755)
+	notExec := write("notexec", "#!/bin/sh\nexit 0\n", 0o644)
+	junk := write("junk", "\x00\x01\x02 this is not an executable format", 0o755)
+	sum, err := host.SHA256File(bins["memory"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongSum := strings.Repeat("ab", 32)
+
+	cases := []struct {
+		name    string
+		cfg     host.Config
+		want    error
+		mention []string
+	}{
+		{"missing binary", host.Config{Path: filepath.Join(tmp, "nope")}, fs.ErrNotExist, []string{"does not exist"}},
+		{"not executable", host.Config{Path: notExec}, host.ErrNotExecutable, []string{"chmod +x"}},
+		{"directory", host.Config{Path: tmp}, host.ErrNotExecutable, []string{"not a regular file"}},
+		{"exec format", host.Config{Path: junk}, host.ErrNotExecutable, []string{"exec format error"}},
+		{"wrong checksum", host.Config{Path: bins["memory"], SHA256: wrongSum}, host.ErrChecksumMismatch, []string{sum, wrongSum}},
+		{"garbage on stdout", host.Config{Path: garbage}, host.ErrNotPlugin, []string{"hello, I am not a plugin at all"}},
+		{"silent exit", host.Config{Path: silent}, host.ErrNotPlugin, []string{"exit status 0"}},
+		{"failing exit", host.Config{Path: failing}, host.ErrPluginExited, []string{"exit status 3", "cannot open the frobnicator"}},
+		{"protocol mismatch", host.Config{Path: bins["badproto"]}, host.ErrProtocolMismatch,
+			[]string{fmt.Sprintf("protocol %d", engine.ProtocolVersion+98), fmt.Sprintf("speaks %d", engine.ProtocolVersion)}},
+		{"hangs at start", host.Config{Path: bins["hang"], StartTimeout: 2 * time.Second}, host.ErrStartTimeout, []string{"2s", "child pid"}},
+		{"bad engine option", host.Config{Path: bins["badger"], Options: map[string]string{"num_compactors": "many"}},
+			host.ErrPluginExited, []string{"num_compactors", "many"}},
+		{"unknown engine option", host.Config{Path: bins["badger"], Options: map[string]string{"colour": "blue"}},
+			host.ErrPluginExited, []string{"unknown option", "colour"}},
+		{"empty path", host.Config{}, engine.ErrInvalidArgument, []string{"Path is empty"}},
+		{"bad checksum syntax", host.Config{Path: bins["memory"], SHA256: "xyz"}, engine.ErrInvalidArgument, []string{"64 hex"}},
+	}
+	if _, err := os.Stat("/bin/true"); err == nil {
+		cases = append(cases, struct {
+			name    string
+			cfg     host.Config
+			want    error
+			mention []string
+		}{"/bin/true", host.Config{Path: "/bin/true"}, host.ErrNotPlugin, []string{"without printing the go-plugin handshake"}})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			if cfg.Path != "" {
+				cfg.DataDir = t.TempDir()
+			}
+			sockets := t.TempDir()
+			cfg.SocketDir = sockets
+			log, rec := newLogRecorder(t)
+			p, err := host.Launch(ctxT(t), cfg, log)
+			if err == nil {
+				_ = p.Close()
+				t.Fatalf("launch succeeded")
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v\nlog:\n%s", err, tc.want, rec.dump())
+			}
+			for _, m := range tc.mention {
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("error does not mention %q: %v", m, err)
+				}
+			}
+			t.Log(err)
+			if haveProc() {
+				for _, m := range regexp.MustCompile(`child pid (\d+)`).FindAllStringSubmatch(err.Error(), -1) {
+					pid, _ := strconv.Atoi(m[1])
+					if processAlive(pid) {
+						t.Errorf("the plugin's child %d survived the failed launch", pid)
+					}
+				}
+			}
+			if left, _ := os.ReadDir(sockets); len(left) > 0 {
+				t.Errorf("socket directory left behind: %v", left)
+			}
+			if cfg.DataDir != "" {
+				// The lock was released: a good plugin can use the directory.
+				ok, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: cfg.DataDir}, nil)
+				if err != nil {
+					t.Fatalf("data directory still locked after the failed launch: %v", err)
+				}
+				_ = ok.Close()
+			}
+		})
+	}
+	t.Run("right checksum", func(t *testing.T) {
+		launch(t, "memory", func(c *host.Config) { c.SHA256 = strings.ToUpper(sum) })
+	})
+	t.Run("cancelled context", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := host.Launch(ctx, host.Config{Path: bins["hang"], DataDir: t.TempDir()}, nil)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestStrayStdout(t *testing.T) {
+	p, rec := launch(t, "stray", nil)
+	ctx := ctxT(t)
+	for i := 1; i <= 3; i++ {
+		if _, err := p.Apply(ctx, []engine.Write{put("k", strconv.Itoa(i), uint64(i))}, engine.ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := p.Read(ctx, [][]byte{[]byte("k")})
+	if err != nil || string(got[0].Value) != "3" {
+		t.Fatalf("read: %+v %v", got, err)
+	}
+	// What the plugin printed was forwarded into the log, not lost and not
+	// mistaken for the handshake.
+	for _, s := range []string{"stray: opening via os.Stdout", "stray: opening via fd 1", "stray: apply via os.Stdout", "stray: apply via fd 1"} {
+		if !waitFor(func() bool { return len(rec.find(s)) > 0 }) {
+			t.Errorf("%q not in the log:\n%s", s, rec.dump())
+		}
+	}
+}
+
+func TestCrashIsDetectedAndRestarted(t *testing.T) {
+	p, rec := launch(t, "crashy", func(c *host.Config) { c.Restart.InitialBackoff = 10 * time.Millisecond })
+	ctx := ctxT(t)
+	for i, key := range []string{"__crash__", "__panic__"} {
+		pid := p.PID()
+		_, err := p.Apply(ctx, []engine.Write{put(key, "x", 1)}, engine.ApplyOptions{})
+		if !errors.Is(err, engine.ErrUnavailable) {
+			t.Fatalf("%s: got %v", key, err)
+		}
+		if !waitFor(func() bool { s := p.Status(); return s.State == host.StateRunning && s.Restarts == i+1 }) {
+			t.Fatalf("%s: not restarted: %+v\n%s", key, p.Status(), rec.dump())
+		}
+		if p.PID() == pid {
+			t.Fatalf("%s: same pid after restart", key)
+		}
+		if _, err := p.Apply(ctx, []engine.Write{put("k", "v", uint64(10+i))}, engine.ApplyOptions{}); err != nil {
+			t.Fatalf("%s: after restart: %v", key, err)
+		}
+	}
+	if len(rec.find("ERROR", "panic: crashy: panic on demand")) == 0 {
+		t.Errorf("the plugin's panic was not logged as an error:\n%s", rec.dump())
+	}
+	if len(rec.find("plugin process died")) != 2 {
+		t.Errorf("want two crash reports:\n%s", rec.dump())
+	}
+}
+
+func TestGiveUpRestarting(t *testing.T) {
+	p, _ := launch(t, "crashy", func(c *host.Config) { c.Restart.MaxRestarts = -1 })
+	ctx := ctxT(t)
+	if _, err := p.Apply(ctx, []engine.Write{put("__crash__", "x", 1)}, engine.ApplyOptions{}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("got %v", err)
+	}
+	if !waitFor(func() bool { return p.Status().State == host.StateFailed }) {
+		t.Fatalf("status %+v", p.Status())
+	}
+	if _, err := p.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("read while failed: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKillNineMidWrite SIGKILLs a persistent plugin under a synced write
+// load, keeps the host from restarting it for a while (by removing the
+// binary's execute permission, which does not affect the running process),
+// checks that calls meanwhile fail with engine.ErrUnavailable and never
+// hang, lets it restart, and checks that every acknowledged write survived.
+func TestKillNineMidWrite(t *testing.T) {
+	for _, name := range []string{"rocksdb", "badger"} {
+		t.Run(name, func(t *testing.T) {
+			if name == "rocksdb" {
+				if _, err := rocksdbengine.Open(t.TempDir(), nil); err != nil {
+					t.Skipf("capability: rocksdb not compiled in: %v", err)
+				}
+			}
+			killNineMidWrite(t, name)
+		})
+	}
+}
+
+func killNineMidWrite(t *testing.T, name string) {
+	bin := filepath.Join(t.TempDir(), name)
+	b, err := os.ReadFile(bins[name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, rec := launch(t, name, func(c *host.Config) {
+		c.Path = bin
+		c.DataDir = dir
+		c.Restart.InitialBackoff = 5 * time.Millisecond
+		c.Restart.MaxBackoff = 50 * time.Millisecond
+	})
+	ctx := ctxT(t)
+
+	const writers = 4
+	var (
+		mu      sync.Mutex
+		acked   = map[string]uint64{}
+		other   []error
+		unavail int
+		version uint64
+	)
+	nextVersion := func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		version++
+		return version
+	}
+	ackedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1_000_000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%07d", w, i)
+				ver := nextVersion()
+				cctx, cancel := context.WithTimeout(ctx, callTimeout)
+				_, err := p.Apply(cctx, []engine.Write{put(key, "value-"+key, ver)}, engine.ApplyOptions{})
+				cancel()
+				mu.Lock()
+				switch {
+				case err == nil:
+					acked[key] = ver
+				case errors.Is(err, engine.ErrUnavailable):
+					unavail++
+				default:
+					other = append(other, err)
+				}
+				mu.Unlock()
+				if errors.Is(err, engine.ErrUnavailable) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	if !waitFor(func() bool { return ackedCount() >= 200 }) {
+		t.Fatalf("writes are not being acknowledged:\n%s", rec.dump())
+	}
+	if err := os.Chmod(bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The host notices, and cannot restart the plugin while the binary is
+	// not executable.
+	if !waitFor(func() bool {
+		s := p.Status()
+		return s.State == host.StateRestarting && errors.Is(s.LastError, host.ErrNotExecutable)
+	}) {
+		t.Fatalf("status %+v", p.Status())
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := p.Apply(ctx, []engine.Write{put("during-outage", "x", nextVersion())}, engine.ApplyOptions{}); !errors.Is(err, engine.ErrUnavailable) {
+			t.Fatalf("write during the outage: %v", err)
+		}
+		if _, err := p.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, engine.ErrUnavailable) {
+			t.Fatalf("read during the outage: %v", err)
+		}
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := ackedCount()
+	if !waitFor(func() bool { return p.Status().State == host.StateRunning && ackedCount() >= before+200 }) {
+		t.Fatalf("no progress after the restart: %+v\n%s", p.Status(), rec.dump())
+	}
+	close(stop)
+	wg.Wait()
+	if haveProc() && processAlive(pid) {
+		t.Errorf("killed process %d still alive", pid)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(other) > 0 {
+		t.Fatalf("%d writes failed with errors other than unavailable, first: %v", len(other), other[0])
+	}
+	t.Logf("%d acknowledged writes, %d unavailable answers, %d restarts", len(acked), unavail, p.Status().Restarts)
+	// Every acknowledged write survived the SIGKILL.
+	keys := make([][]byte, 0, len(acked))
+	for k := range acked {
+		keys = append(keys, []byte(k))
+	}
+	for i := 0; i < len(keys); i += 1000 {
+		chunk := keys[i:min(i+1000, len(keys))]
+		got, err := p.Read(ctx, chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, e := range got {
+			k := string(chunk[j])
+			if e.Version != acked[k] || string(e.Value) != "value-"+k {
+				t.Fatalf("acknowledged write %s@%d lost: read %q@%d", k, acked[k], e.Value, e.Version)
+			}
+		}
+	}
+}
+
+func TestPluginRunByHand(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(bins["badger"])
+	cmd.Env = append(os.Environ(), "FLAREDB_PLUGIN_DATA_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("want exit status 1, got %v", err)
+	}
+	if !strings.Contains(string(out), "not meant to be run by hand") {
+		t.Errorf("output: %s", out)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("run by hand, the plugin touched its data directory: %v", left)
+	}
+}
+
+func TestLongSocketDirRefused(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 80))
+	_, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: t.TempDir(), SocketDir: long}, nil)
+	if !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), "shorter") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestOfferingAnotherProtocolIsRefused(t *testing.T) {
+	_, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: t.TempDir(), ProtocolVersion: engine.ProtocolVersion + 1}, nil)
+	if !errors.Is(err, host.ErrProtocolMismatch) {
+		t.Fatalf("got %v", err)
+	}
+	t.Log(err)
+}
+
+func TestRocksDBPluginWithoutCgo(t *testing.T) {
+	_, err := host.Launch(ctxT(t), host.Config{Path: bins["rocksdb-nocgo"], DataDir: t.TempDir()}, nil)
+	if !errors.Is(err, host.ErrPluginExited) || !strings.Contains(err.Error(), "built without cgo") {
+		t.Fatalf("got %v", err)
+	}
+	t.Log(err)
+}
+
+// TestPluginDiesWithItsHost SIGKILLs a host process and checks that its
+// plugin does not survive it (so it cannot keep the data directory busy),
+// and that the directory can then be used again.
+func TestPluginDiesWithItsHost(t *testing.T) {
+	if !haveProc() {
+		t.Skip("capability: no /proc to inspect processes")
+	}
+	dir := t.TempDir()
+	// A host killed with SIGKILL cannot remove its socket directory: give
+	// it one the test removes.
+	cmd := exec.Command(bins["testhost"], bins["badger"], dir, t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var line [32]byte
+	n, _ := out.Read(line[:])
+	pid, err := strconv.Atoi(strings.TrimSpace(string(line[:n])))
+	if err != nil || !processAlive(pid) {
+		t.Fatalf("test host printed %q: %v", line[:n], err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !waitFor(func() bool { return !processAlive(pid) }) {
+		t.Fatalf("plugin %d outlived its host", pid)
+	}
+	p, _ := launch(t, "badger", func(c *host.Config) { c.DataDir = dir })
+	if p.PID() == 0 {
+		t.Fatal("no plugin")
+	}
+}

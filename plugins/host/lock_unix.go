@@ -1,0 +1,52 @@
+//go:build unix
+
+package host
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// LockFileName is the lock file the host keeps in a plugin's data
+// directory while it runs a plugin there.
+const LockFileName = ".flaredb-plugin.lock"
+
+// lockDataDir creates dir if needed and takes an exclusive, non-blocking
+// flock on its lock file, recording the host's pid in it. The lock is
+// released when the returned file is closed, or when the host process
+// dies. The file is opened close-on-exec, so the plugin does not inherit
+// it.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("host: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, LockFileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("host: open lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder := ""
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = fmt.Sprintf(" (held by process %d)", pid)
+			}
+		}
+		_ = f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by another FlareDB plugin host%s: "+
+				"two plugin processes must never share a data directory", ErrDataDirLocked, dir, holder)
+		}
+		return nil, fmt.Errorf("host: lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}

@@ -1,0 +1,24 @@
+//go:build !unix
+
+package host
+
+import (
+	"os"
+	"os/exec"
+)
+
+// setProcAttr does nothing on systems without process groups.
+func setProcAttr(*exec.Cmd) {}
+
+// killGroup kills the process pid alone on systems without process groups.
+func killGroup(pid int) error {
+	if pid <= 0 {
+		return nil
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil
+	}
+	_ = p.Kill()
+	return nil
+}

@@ -1,0 +1,33 @@
+//go:build unix
+
+package host
+
+import (
+	"errors"
+	"os/exec"
+	"syscall"
+)
+
+// setProcAttr puts the plugin in a process group of its own (so that
+// killGroup reaches everything it started) and, where the system has it,
+// asks the kernel to kill it if the host dies (setDeathSignal).
+func setProcAttr(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	setDeathSignal(cmd.SysProcAttr)
+}
+
+// killGroup sends SIGKILL to the process group whose leader is pid. A group
+// that no longer exists is not an error.
+func killGroup(pid int) error {
+	if pid <= 0 {
+		return nil
+	}
+	err := syscall.Kill(-pid, syscall.SIGKILL)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,333 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-plugin/runner"
+)
+
+// headBytes is how much of the plugin's standard output is kept to explain
+// a failed handshake.
+const headBytes = 4096
+
+// procRunner is the go-plugin runner.Runner for one launch of a plugin
+// process. The host provides its own (through ClientConfig.RunnerFunc)
+// rather than go-plugin's default, to:
+//
+//   - start the plugin in a process group of its own and kill the whole
+//     group (so nothing the plugin started survives it);
+//   - read the plugin's standard error itself, robustly, into slog (and keep
+//     its last lines for startup errors), instead of go-plugin's parser;
+//   - keep the first bytes of its standard output, to tell a garbage
+//     handshake or a protocol mismatch apart;
+//   - learn that the process exited the moment it does (exited).
+//
+// Its methods are safe for concurrent use.
+type procRunner struct {
+	path string
+	args []string
+	log  *slog.Logger
+
+	tail tail
+	head headBuffer
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	pid     int
+	aborted bool // Kill was called: refuse to start
+	stdout  io.ReadCloser
+
+	exited  chan struct{} // closed once the process has been reaped
+	waitErr error         // set before exited is closed
+	stderrW sync.WaitGroup
+}
+
+var _ runner.Runner = (*procRunner)(nil)
+
+func newProcRunner(path string, args []string, log *slog.Logger) *procRunner {
+	return &procRunner{path: path, args: args, log: log, exited: make(chan struct{})}
+}
+
+// prepare builds the command with the given environment (the host's,
+// go-plugin's handshake variables, the mTLS certificate, the socket
+// directory and the host's own variables).
+func (r *procRunner) prepare(env []string) {
+	cmd := exec.Command(r.path, r.args...)
+	cmd.Env = env
+	setProcAttr(cmd)
+	r.mu.Lock()
+	r.cmd = cmd
+	r.mu.Unlock()
+}
+
+// Start implements runner.Runner: it starts the process with pipes of its
+// own for standard output and error, and starts reading its standard error
+// and waiting for it to exit.
+func (r *procRunner) Start(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.aborted {
+		return errors.New("host: plugin launch aborted")
+	}
+	if r.cmd == nil {
+		return errors.New("host: plugin command not prepared")
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_ = outR.Close()
+		_ = outW.Close()
+		return err
+	}
+	r.cmd.Stdin = nil
+	r.cmd.Stdout = outW
+	r.cmd.Stderr = errW
+	err = r.startLocked()
+	_ = outW.Close()
+	_ = errW.Close()
+	if err != nil {
+		_ = outR.Close()
+		_ = errR.Close()
+		return err
+	}
+	r.pid = r.cmd.Process.Pid
+	r.stdout = &headReader{r: outR, head: &r.head}
+	log := r.log.With("pid", r.pid)
+	r.stderrW.Add(1)
+	go func() {
+		defer r.stderrW.Done()
+		defer errR.Close()
+		forwardStderr(errR, log, &r.tail)
+	}()
+	cmd := r.cmd
+	go func() {
+		err := cmd.Wait()
+		r.mu.Lock()
+		r.waitErr = err
+		r.mu.Unlock()
+		close(r.exited)
+	}()
+	return nil
+}
+
+// startLocked starts the command from a goroutine locked to its OS thread,
+// which stays locked until the process has exited. On Linux the plugin's
+// parent-death signal fires when the *thread* that forked it exits, and
+// the Go runtime may end a thread when a goroutine that locked it exits;
+// holding the forking thread for the plugin's lifetime rules that out.
+func (r *procRunner) startLocked() error {
+	started := make(chan error, 1)
+	cmd := r.cmd
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-r.exited
+		}
+	}()
+	return <-started
+}
+
+// Wait implements runner.Runner: it waits until the process has exited.
+func (r *procRunner) Wait(context.Context) error {
+	r.mu.Lock()
+	started := r.pid != 0
+	r.mu.Unlock()
+	if !started {
+		return nil
+	}
+	<-r.exited
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.waitErr
+}
+
+// Kill implements runner.Runner: it SIGKILLs the process group, and
+// prevents a launch that has not started yet from starting.
+func (r *procRunner) Kill(context.Context) error {
+	r.mu.Lock()
+	r.aborted = true
+	pid := r.pid
+	r.mu.Unlock()
+	return killGroup(pid)
+}
+
+// Stdout implements runner.Runner: the process's standard output, read by
+// go-plugin for the handshake line (and drained afterwards).
+func (r *procRunner) Stdout() io.ReadCloser {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stdout == nil {
+		return io.NopCloser(strings.NewReader(""))
+	}
+	return r.stdout
+}
+
+// Stderr implements runner.Runner. The host reads the plugin's standard
+// error itself (see forwardStderr), so go-plugin gets an empty stream.
+func (r *procRunner) Stderr() io.ReadCloser { return io.NopCloser(strings.NewReader("")) }
+
+// Name implements runner.Runner.
+func (r *procRunner) Name() string { return r.path }
+
+// ID implements runner.Runner: the process id, or "" before Start.
+func (r *procRunner) ID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pid == 0 {
+		return ""
+	}
+	return strconv.Itoa(r.pid)
+}
+
+// PID returns the process id, or 0 before Start.
+func (r *procRunner) PID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pid
+}
+
+// Diagnose implements runner.Runner.
+func (r *procRunner) Diagnose(context.Context) string {
+	if t := r.tail.String(); t != "" {
+		return "plugin standard error:\n" + t
+	}
+	return ""
+}
+
+// PluginToHost implements runner.AddrTranslator: host and plugin share the
+// file system and network.
+func (r *procRunner) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+// HostToPlugin implements runner.AddrTranslator.
+func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+// hasExited reports whether the process has been reaped.
+func (r *procRunner) hasExited() bool {
+	select {
+	case <-r.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// exitStatus describes how the process ended; "" if it has not.
+func (r *procRunner) exitStatus() string {
+	if !r.hasExited() {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waitErr == nil {
+		return "exit status 0"
+	}
+	return r.waitErr.Error()
+}
+
+// exitedOK reports whether the process exited with status 0.
+func (r *procRunner) exitedOK() bool {
+	if !r.hasExited() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.waitErr == nil
+}
+
+// waitStderr waits until the plugin's standard error has been read to the
+// end (every process holding it has exited).
+func (r *procRunner) waitStderr() { r.stderrW.Wait() }
+
+// headBuffer keeps the first headBytes bytes read from a stream.
+type headBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (h *headBuffer) add(p []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := headBytes - len(h.buf); n > 0 {
+		h.buf = append(h.buf, p[:min(n, len(p))]...)
+	}
+}
+
+// firstLine returns the first line kept (without its newline), and whether
+// there is anything at all.
+func (h *headBuffer) firstLine() (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.buf) == 0 {
+		return "", false
+	}
+	line, _, _ := bytes.Cut(h.buf, []byte("\n"))
+	return strings.TrimRight(string(line), "\r"), true
+}
+
+// headReader records what is read through it.
+type headReader struct {
+	r    io.ReadCloser
+	head *headBuffer
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 {
+		h.head.add(p[:n])
+	}
+	return n, err
+}
+
+func (h *headReader) Close() error { return h.r.Close() }
+
+// describeHandshake explains a first line of output that is not a valid
+// handshake for this host, or returns nil if it is one. wantVersion is the
+// protocol the host speaks.
+func describeHandshake(path, line string, wantVersion int) error {
+	parts := strings.Split(strings.TrimSpace(line), "|")
+	if len(parts) < 4 || parts[0] != "1" {
+		return fmt.Errorf("%w: %s printed %q on standard output instead of the go-plugin handshake "+
+			"(a plugin must be built with FlareDB's plugin SDK, and must not write to standard output before serving)",
+			ErrNotPlugin, path, clip(line, 200))
+	}
+	v, err := strconv.Atoi(parts[1])
+	if err != nil {
+		return fmt.Errorf("%w: %s names protocol version %q in its handshake", ErrNotPlugin, path, clip(parts[1], 40))
+	}
+	if v != wantVersion {
+		return fmt.Errorf("%w: plugin %s speaks engine protocol %d, this host speaks %d: "+
+			"rebuild the plugin with a FlareDB SDK of protocol %d", ErrProtocolMismatch, path, v, wantVersion, wantVersion)
+	}
+	if len(parts) >= 5 && parts[4] != "grpc" {
+		return fmt.Errorf("%w: %s offers the %q transport; FlareDB plugins speak grpc", ErrNotPlugin, path, clip(parts[4], 40))
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

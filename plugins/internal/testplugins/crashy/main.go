@@ -1,0 +1,36 @@
+// Command crashy serves the in-memory engine as a plugin that crashes on
+// demand: writing the key "__crash__" makes it exit at once with status 70,
+// and "__panic__" makes it panic on a goroutine of its own.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/engines/memengine"
+	"github.com/flaredb/flaredb/plugins/sdk"
+)
+
+type crashy struct{ engine.Engine }
+
+func (c crashy) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	for _, w := range ws {
+		switch string(w.Key) {
+		case "__crash__":
+			os.Exit(70)
+		case "__panic__":
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				panic("crashy: panic on demand")
+			}()
+			<-done
+		}
+	}
+	return c.Engine.Apply(ctx, ws, o)
+}
+
+func main() {
+	sdk.ServeFactory(func(sdk.Params) (engine.Engine, error) { return crashy{memengine.New()}, nil })
+}

@@ -1,0 +1,15 @@
+// Package testplugins holds small plugin binaries used by the tests of the
+// plugin host and the certification cases: one main package per
+// misbehaviour. They are built by the tests (go build) and never shipped.
+//
+//   - memory:   the in-memory reference engine served with the SDK
+//   - stray:    an engine that writes to standard output while opening and
+//     on every Apply (the SDK must keep that out of the handshake)
+//   - hang:     never completes the handshake (and starts a child process in
+//     its process group, which the host must kill too)
+//   - badproto: speaks another engine protocol version
+//   - crashy:   the memory engine, exiting (key "__crash__") or panicking
+//     on a goroutine (key "__panic__") when such a key is written
+//   - forgetful: breaks the contract (Read loses every key), for certification
+//     to fail
+package testplugins
