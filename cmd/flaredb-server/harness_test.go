@@ -61,13 +61,19 @@ func bin(name string) string { return filepath.Join(binDir, name) }
 // engine in process, and the persistent ones as plugin subprocesses.
 var engineModes = []string{"rocksdb", "badger", "memory", "rocksdb-plugin", "badger-plugin"}
 
-// engineArgs returns the server flags for an engine mode.
+// engineArgs returns the server flags for an engine mode. Plugin modes
+// choose the plugin in a configuration file, as an operator would.
 func engineArgs(mode string) []string {
-	switch mode {
-	case "rocksdb-plugin":
-		return []string{"--engine", "plugin", "--plugin-path", bin("flaredb-rocksdb-plugin")}
-	case "badger-plugin":
-		return []string{"--engine", "plugin", "--plugin-path", bin("flaredb-badger-plugin")}
+	if engine, ok := strings.CutSuffix(mode, "-plugin"); ok {
+		path := filepath.Join(binDir, mode+".toml")
+		if _, err := os.Stat(path); err != nil {
+			toml := fmt.Sprintf("[engine]\nname = \"plugin\"\n\n[engine.plugin]\npath = %q\nstart_timeout = \"60s\"\n",
+				bin("flaredb-"+engine+"-plugin"))
+			if err := os.WriteFile(path, []byte(toml), 0o644); err != nil {
+				panic(err)
+			}
+		}
+		return []string{"--config", path}
 	}
 	return []string{"--engine", mode}
 }

@@ -259,12 +259,17 @@ func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr i
 }
 
 // loadKeys writes every key once, with concurrency workers.
+// loadWorkers is the least number of concurrent writers loadKeys uses.
+const loadWorkers = 64
+
 func loadKeys(ctx context.Context, c *client.Client, cfg *benchConfig, value []byte) error {
 	var next atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
-	for range min(cfg.concurrency, cfg.keys) {
+	// Load with plenty of workers whatever the workload's concurrency, so a
+	// single-client run does not spend its --timeout on loading.
+	for range min(max(cfg.concurrency, loadWorkers), cfg.keys) {
 		wg.Go(func() {
 			for {
 				i := next.Add(1) - 1
