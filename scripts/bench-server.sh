@@ -31,12 +31,15 @@ run_mode() { # engine mode
   for _ in $(seq 100); do "$BIN/flaredb" --addr "127.0.0.1:$PORT" status >/dev/null 2>&1 && break; sleep 0.1; done
   for wl in "${WORKLOADS[@]}"; do
     for c in 1 64; do
-      out=$("$BIN/flaredb" --addr "127.0.0.1:$PORT" --json bench --workload "$wl" --concurrency "$c" --duration "$DUR" 2>/dev/null)
+      if ! out=$("$BIN/flaredb" --addr "127.0.0.1:$PORT" --json bench --workload "$wl" --concurrency "$c" --duration "$DUR" 2>"$data.bench"); then
+        echo "bench $engine $mode $wl -c $c failed: $(tail -1 "$data.bench")" >&2
+        continue
+      fi
       echo "$engine $mode $wl $c $out" >>"$results"
     done
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  rm -rf "$data" "$data.log"
+  rm -rf "$data" "$data.log" "$data.bench"
 }
 
 for engine in rocksdb badger; do
