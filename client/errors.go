@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -177,6 +178,13 @@ func fromStatus(ctx context.Context, err error) error {
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
+	}
+	if status.Code(err) == codes.DeadlineExceeded {
+		// The server (or the transport) saw the caller's deadline pass
+		// before the caller's own timer fired: report it as the caller's.
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return context.DeadlineExceeded
+		}
 	}
 	st, ok := status.FromError(err)
 	if !ok {

@@ -36,6 +36,8 @@ func TestMain(m *testing.M) {
 	for _, pkg := range []string{
 		"github.com/flaredb/flaredb/cmd/flaredb-server", "github.com/flaredb/flaredb/cmd/flaredb",
 		"github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin", "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin",
+		"github.com/flaredb/flaredb/examples/bboltengine/cmd/flaredb-bbolt-plugin",
+		"github.com/flaredb/flaredb/plugins/internal/testplugins/forgetful",
 	} {
 		out := filepath.Join(dir, filepath.Base(pkg))
 		args := []string{"build", "-o", out}
