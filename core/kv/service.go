@@ -45,10 +45,18 @@ type Options struct {
 	// (default 1024).
 	MaxGroupWrites int
 	// PipelineDepth is the number of write groups that may be in the
-	// engine at once (default 3); groups that share a key never are.
+	// engine at once (default 1); groups that share a key never are. On a
+	// 2-core machine with a fast disk, 1 gives the largest groups and the
+	// best throughput; more may help where a sync takes long.
 	PipelineDepth int
-	Logger        *slog.Logger
-	Metrics       *metrics.Metrics
+	// BatchReads merges concurrent reads into one engine Read (at most
+	// ReadDepth in the engine at once, default 4). It is meant for engines
+	// whose every call is costly, like a plugin engine (one round trip
+	// each); the server turns it on for plugins only.
+	BatchReads bool
+	ReadDepth  int
+	Logger     *slog.Logger
+	Metrics    *metrics.Metrics
 }
 
 // Service is safe for concurrent use. Byte slices passed to its methods are
@@ -61,6 +69,7 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics.Metrics
 
+	reads   *readBatcher // nil unless Options.BatchReads
 	queue   chan *item
 	stop    chan struct{}
 	stopped chan struct{}
@@ -88,7 +97,10 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 		opts.MaxGroupWrites = 1024
 	}
 	if opts.PipelineDepth <= 0 {
-		opts.PipelineDepth = 3
+		opts.PipelineDepth = 1
+	}
+	if opts.ReadDepth <= 0 {
+		opts.ReadDepth = 4
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -108,6 +120,9 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 		queue:   make(chan *item, 4096),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
+	}
+	if opts.BatchReads {
+		s.reads = &readBatcher{eng: eng, depth: opts.ReadDepth, maxKeys: 4096, timeout: time.Minute}
 	}
 	go s.pipeline()
 	return s
@@ -168,6 +183,9 @@ func (s *Service) BatchGet(ctx context.Context, keys [][]byte) ([]engine.Entry, 
 	}
 	start := time.Now()
 	defer s.m.ObserveEngine("read", start)
+	if s.reads != nil {
+		return s.reads.read(ctx, keys)
+	}
 	return s.eng.Read(ctx, keys)
 }
 

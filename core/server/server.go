@@ -155,9 +155,10 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 			MaxBatchOps:  cfg.Limits.MaxBatchOps,
 			MaxScanLimit: cfg.Limits.MaxScanLimit,
 		},
-		Sync:    cfg.Engine.Sync,
-		Logger:  log,
-		Metrics: s.metrics,
+		Sync:       cfg.Engine.Sync,
+		BatchReads: op.Mode == "plugin",
+		Logger:     log,
+		Metrics:    s.metrics,
 	})
 
 	opts := []grpc.ServerOption{
