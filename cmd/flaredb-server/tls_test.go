@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 )
 
 // pki writes a CA, a server certificate for 127.0.0.1 and a client
@@ -135,6 +136,26 @@ func TestObservability(t *testing.T) {
 	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v %v", hr, err)
 	}
+	// Reflection lists the KV service, so grpcurl and friends work.
+	rs, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, svc := range rr.GetListServicesResponse().GetService() {
+		found = found || svc.GetName() == "flaredb.kv.v1.KV"
+	}
+	if !found {
+		t.Fatalf("reflection does not list flaredb.kv.v1.KV: %v", rr)
+	}
+	rs.CloseSend()
 	if _, _, code := s.cli("put", "m", "v"); code != 0 {
 		t.Fatal("put failed")
 	}

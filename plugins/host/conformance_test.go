@@ -6,7 +6,6 @@ import (
 
 	"github.com/flaredb/flaredb/conformance"
 	"github.com/flaredb/flaredb/core/engine"
-	"github.com/flaredb/flaredb/engines/rocksdbengine"
 	"github.com/flaredb/flaredb/plugins/host"
 )
 
@@ -23,10 +22,3 @@ func asPlugin(name string) conformance.Factory {
 func TestConformanceMemoryPlugin(t *testing.T) { conformance.Run(t, asPlugin("memory")) }
 
 func TestConformanceBadgerPlugin(t *testing.T) { conformance.Run(t, asPlugin("badger")) }
-
-func TestConformanceRocksDBPlugin(t *testing.T) {
-	if _, err := rocksdbengine.Open(t.TempDir(), nil); err != nil {
-		t.Skipf("capability: rocksdb not compiled in: %v", err)
-	}
-	conformance.Run(t, asPlugin("rocksdb"))
-}

@@ -7,7 +7,6 @@ import (
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/engines/badgerengine"
 	"github.com/flaredb/flaredb/engines/memengine"
-	"github.com/flaredb/flaredb/engines/rocksdbengine"
 	"github.com/flaredb/flaredb/plugins/wire"
 )
 
@@ -29,12 +28,4 @@ func TestConformanceMemoryOverGRPC(t *testing.T) {
 
 func TestConformanceBadgerOverGRPC(t *testing.T) {
 	conformance.Run(t, overGRPC(func(dir string) (engine.Engine, error) { return badgerengine.Open(dir, nil) }))
-}
-
-func TestConformanceRocksDBOverGRPC(t *testing.T) {
-	if _, err := rocksdbengine.Open(t.TempDir(), nil); err != nil {
-		// Capability skip: rocksdb is only compiled in with cgo.
-		t.Skipf("rocksdb is not available in this build: %v", err)
-	}
-	conformance.Run(t, overGRPC(func(dir string) (engine.Engine, error) { return rocksdbengine.Open(dir, nil) }))
 }
