@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCertifyCommand runs `flaredb conformance` as an engine author would:
@@ -13,7 +14,9 @@ import (
 // broken plugin (one that forgets writes) fails with a non-zero exit.
 func TestCertifyCommand(t *testing.T) {
 	report := filepath.Join(t.TempDir(), "report.json")
-	out, errOut, code := runCLI(t, "conformance", "--plugin", bin("flaredb-bbolt-plugin"), "--json", report)
+	// The whole suite plus the plugin-only cases: minutes under -race on
+	// two cores, so a generous bound (a hang still fails).
+	out, errOut, code := runCLITimeout(t, 15*time.Minute, "conformance", "--plugin", bin("flaredb-bbolt-plugin"), "--json", report)
 	if code != 0 {
 		t.Fatalf("certifying the bbolt example: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -58,7 +61,7 @@ func TestCertifyCommand(t *testing.T) {
 		t.Fatalf("no plugin-only case passed: %s", b)
 	}
 
-	out, errOut, code = runCLI(t, "conformance", "--plugin", bin("forgetful"), "--run", "^(basic|durability)/")
+	out, errOut, code = runCLITimeout(t, 5*time.Minute, "conformance", "--plugin", bin("forgetful"), "--run", "^(basic|durability)/")
 	if code == 0 {
 		t.Fatalf("a broken plugin passed certification:\n%s\n%s", out, errOut)
 	}

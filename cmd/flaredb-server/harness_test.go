@@ -221,7 +221,14 @@ func (s *server) cli(args ...string) (string, string, int) {
 
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return runCLITimeout(t, 60*time.Second, args...)
+}
+
+// runCLITimeout is runCLI with a bound of its own, for long commands such
+// as a whole certification run.
+func runCLITimeout(t *testing.T, limit time.Duration, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin("flaredb"), args...)
 	cmd.Env = cleanEnv()
