@@ -13,6 +13,7 @@ import (
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/kvengine"
+	"github.com/flaredb/flaredb/core/kvengine/storetest"
 )
 
 func TestValidateListsEveryViolation(t *testing.T) {
@@ -50,15 +51,15 @@ func TestOptionsApplied(t *testing.T) {
 			defer s.Close()
 			var batch []kvengine.Mutation
 			for i := range 2000 {
-				batch = append(batch, put(fmt.Sprintf("key%05d", i), strings.Repeat("v", i)))
+				batch = append(batch, storetest.Put(fmt.Sprintf("key%05d", i), strings.Repeat("v", i)))
 			}
 			for len(batch) > 0 { // small memtables take small batches
 				n := min(len(batch), 50)
-				mustWrite(t, s, true, batch[:n]...)
+				storetest.MustWrite(t, s, true, batch[:n]...)
 				batch = batch[n:]
 			}
-			wantGet(t, s, "key01999", []byte(strings.Repeat("v", 1999)))
-			if got := scanAll(t, s, nil, nil, true); len(got) != 2000 || got[0].k != "key01999" {
+			storetest.WantGet(t, s, "key01999", []byte(strings.Repeat("v", 1999)))
+			if got := storetest.Scan(t, s, nil, nil, true); len(got) != 2000 || got[0].K != "key01999" {
 				t.Fatalf("scan: %d entries", len(got))
 			}
 		})
@@ -80,12 +81,12 @@ func TestBatchTooLargeIsErrTooLarge(t *testing.T) {
 	}
 	// Nothing of the batch was applied.
 	for _, m := range batch {
-		wantGet(t, s, string(m.Key), nil)
+		storetest.WantGet(t, s, string(m.Key), nil)
 	}
 	// Halves fit.
-	mustWrite(t, s, true, batch[:8]...)
-	mustWrite(t, s, true, batch[8:]...)
-	wantGet(t, s, "big15", v)
+	storetest.MustWrite(t, s, true, batch[:8]...)
+	storetest.MustWrite(t, s, true, batch[8:]...)
+	storetest.WantGet(t, s, "big15", v)
 	// Keys beyond Badger's own limit are refused clearly, not by a panic.
 	err = s.Write([]kvengine.Mutation{{Key: make([]byte, 70000), Value: []byte("v")}}, false)
 	if !errors.Is(err, engine.ErrTooLarge) {
@@ -110,10 +111,10 @@ func TestBatchTooLargeIsErrTooLarge(t *testing.T) {
 
 func TestBadgerReservedPrefixIsAnOrdinaryKey(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	mustWrite(t, s, true, put("!badger!head", "mine"), put("!badger!", "too"), put("!", "bang"))
-	wantGet(t, s, "!badger!head", []byte("mine"))
-	want := []kv{{"!", "bang"}, {"!badger!", "too"}, {"!badger!head", "mine"}}
-	if got := scanAll(t, s, nil, nil, false); fmt.Sprint(got) != fmt.Sprint(want) {
+	storetest.MustWrite(t, s, true, storetest.Put("!badger!head", "mine"), storetest.Put("!badger!", "too"), storetest.Put("!", "bang"))
+	storetest.WantGet(t, s, "!badger!head", []byte("mine"))
+	want := []storetest.KV{{K: "!", V: "bang"}, {K: "!badger!", V: "too"}, {K: "!badger!head", V: "mine"}}
+	if got := storetest.Scan(t, s, nil, nil, false); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("scan = %q, want %q", got, want)
 	}
 }
@@ -144,7 +145,7 @@ func TestLoggerReceivesBadgerLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustWrite(t, s, true, put("a", "1"))
+	storetest.MustWrite(t, s, true, storetest.Put("a", "1"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +170,14 @@ func TestValueLogCollection(t *testing.T) {
 	defer s.Close()
 	v := bytes.Repeat([]byte{9}, 64<<10)
 	for range 20 {
-		mustWrite(t, s, false, kvengine.Mutation{Key: []byte("overwritten"), Value: v})
+		storetest.MustWrite(t, s, false, kvengine.Mutation{Key: []byte("overwritten"), Value: v})
 	}
 	// Whether a file is rewritten depends on Badger's statistics; what
 	// matters is that a collection runs without error and loses nothing.
 	if err := s.collect(); err != nil {
 		t.Fatalf("value log collection: %v", err)
 	}
-	wantGet(t, s, "overwritten", v)
+	storetest.WantGet(t, s, "overwritten", v)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

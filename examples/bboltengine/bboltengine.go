@@ -172,7 +172,8 @@ func (sn *snapshot) Get(key []byte) ([]byte, bool, error) {
 }
 
 func (sn *snapshot) NewIterator(lower, upper []byte, reverse bool) (kvengine.Iterator, error) {
-	return &iterator{c: sn.tx.Bucket(bucket).Cursor(), lower: lower, upper: upper, reverse: reverse}, nil
+	// The bounds are the caller's: keep copies, not the slices.
+	return &iterator{c: sn.tx.Bucket(bucket).Cursor(), lower: bytes.Clone(lower), upper: bytes.Clone(upper), reverse: reverse}, nil
 }
 
 func (sn *snapshot) Close() error { return sn.tx.Rollback() }
