@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -48,6 +49,16 @@ type Client struct {
 	hs   sync.Mutex
 	desc *engine.Description
 	mu   sync.RWMutex // guards desc
+
+	// The Stream that carries Read and Apply: base is the context of its
+	// sessions, canceled by Close; wg counts their goroutines; noStream is
+	// set for good once the server turns out to lack the Stream method.
+	mux          streamMux
+	base         context.Context
+	baseCancel   context.CancelFunc
+	wg           sync.WaitGroup
+	noStream     atomic.Bool
+	testHookSend func(calls int) // called with each message's size in calls
 }
 
 var _ engine.Engine = (*Client)(nil)
@@ -59,8 +70,18 @@ var _ engine.Engine = (*Client)(nil)
 //
 // The handshake (Describe with engine.ProtocolVersion) happens on the first
 // call, or eagerly with Handshake; its result is cached for Describe.
+//
+// Read and Apply travel on one long-lived Stream call, opened on first use:
+// calls made concurrently are coalesced into shared messages and answered
+// by id. When the stream breaks, the calls waiting on it fail with
+// engine.ErrUnavailable and the next call opens a new one. Against a server
+// without the Stream method (an older plugin) the Client falls back to one
+// unary call per Read or Apply, for good.
 func NewClient(conn grpc.ClientConnInterface) *Client {
-	return &Client{rpc: enginepb.NewEngineClient(conn)}
+	c := &Client{rpc: enginepb.NewEngineClient(conn)}
+	c.base, c.baseCancel = context.WithCancel(context.Background())
+	c.mux.c = c
+	return c
 }
 
 func (c *Client) enter() error {
@@ -150,15 +171,35 @@ func (c *Client) start(ctx context.Context) error {
 	return nil
 }
 
-// Read implements engine.Engine with one Read call.
+// Read implements engine.Engine with one Read call on the Stream (or a
+// unary Read call, against a server without the Stream method).
 func (c *Client) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}
 	defer c.exit()
-	resp, err := c.rpc.Read(ctx, &enginepb.ReadRequest{ProtocolVersion: engine.ProtocolVersion, Keys: keys})
-	if err != nil {
-		return nil, FromStatus(err)
+	req := &enginepb.ReadRequest{ProtocolVersion: engine.ProtocolVersion, Keys: keys}
+	var resp *enginepb.ReadResponse
+	streamed := false
+	if !c.noStream.Load() {
+		a, err := c.mux.do(ctx, func(sc *enginepb.StreamCall) { sc.Call = &enginepb.StreamCall_Read{Read: req} })
+		switch {
+		case errors.Is(err, errNoStream):
+		case err != nil:
+			return nil, err
+		case a.GetError() != nil:
+			return nil, fromStreamError(a.GetError())
+		case a.GetRead() == nil:
+			return nil, fmt.Errorf("%w: engine answered a Read with no entries", engine.ErrInternal)
+		default:
+			resp, streamed = a.GetRead(), true
+		}
+	}
+	if !streamed {
+		var err error
+		if resp, err = c.rpc.Read(ctx, req); err != nil {
+			return nil, FromStatus(err)
+		}
 	}
 	if len(resp.GetEntries()) != len(keys) {
 		return nil, fmt.Errorf("%w: engine returned %d entries for %d keys", engine.ErrInternal, len(resp.GetEntries()), len(keys))
@@ -170,9 +211,13 @@ func (c *Client) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 	return out, nil
 }
 
-// Apply implements engine.Engine with one Apply call. If the call fails
-// after the request was sent (engine.ErrUnavailable, or the context ending),
-// the writes may or may not have been applied, as the contract says.
+// Apply implements engine.Engine with one Apply call on the Stream (or a
+// unary Apply call, against a server without the Stream method). If the
+// call fails after the request was sent (engine.ErrUnavailable, or the
+// context ending), the writes may or may not have been applied, as the
+// contract says: on the Stream, a caller whose context ends returns at once
+// and the server is asked to cancel the call, which may have taken effect
+// already.
 func (c *Client) Apply(ctx context.Context, writes []engine.Write, opts engine.ApplyOptions) ([]engine.Result, error) {
 	if err := c.start(ctx); err != nil {
 		return nil, err
@@ -181,14 +226,33 @@ func (c *Client) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 	if len(writes) == 0 {
 		return nil, nil
 	}
-	resp, err := c.rpc.Apply(ctx, &enginepb.ApplyRequest{
+	req := &enginepb.ApplyRequest{
 		ProtocolVersion: engine.ProtocolVersion,
 		Writes:          writesToPB(writes),
 		Atomic:          opts.Atomic,
 		NoSync:          opts.NoSync,
-	})
-	if err != nil {
-		return nil, FromStatus(err)
+	}
+	var resp *enginepb.ApplyResponse
+	streamed := false
+	if !c.noStream.Load() {
+		a, err := c.mux.do(ctx, func(sc *enginepb.StreamCall) { sc.Call = &enginepb.StreamCall_Apply{Apply: req} })
+		switch {
+		case errors.Is(err, errNoStream):
+		case err != nil:
+			return nil, err
+		case a.GetError() != nil:
+			return nil, fromStreamError(a.GetError())
+		case a.GetApply() == nil:
+			return nil, fmt.Errorf("%w: engine answered an Apply with no results", engine.ErrInternal)
+		default:
+			resp, streamed = a.GetApply(), true
+		}
+	}
+	if !streamed {
+		var err error
+		if resp, err = c.rpc.Apply(ctx, req); err != nil {
+			return nil, FromStatus(err)
+		}
 	}
 	if len(resp.GetResults()) != len(writes) {
 		return nil, fmt.Errorf("%w: engine returned %d results for %d writes", engine.ErrInternal, len(resp.GetResults()), len(writes))
@@ -278,6 +342,9 @@ func (c *Client) CloseContext(ctx context.Context) error {
 			return fmt.Errorf("wire: close: calls still in progress: %w", ctx.Err())
 		}
 	}
+	// No call is in progress: end the Stream, if one is open.
+	c.baseCancel()
+	c.wg.Wait()
 	_, err := c.rpc.Close(ctx, &enginepb.CloseRequest{})
 	if err = FromStatus(err); err != nil && !errors.Is(err, engine.ErrClosed) && !errors.Is(err, engine.ErrUnavailable) {
 		return err

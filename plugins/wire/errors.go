@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flaredb/flaredb/core/engine"
+	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
 )
 
 // Domain is the ErrorInfo domain of the errors this package puts in gRPC
@@ -83,18 +84,35 @@ func ToStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	code, reason := codes.Internal, ReasonInternal
-	for _, m := range mapping {
-		if errors.Is(err, m.err) {
-			code, reason = m.code, m.reason
-			break
-		}
-	}
+	code, reason := classify(err)
 	st := status.New(code, err.Error())
 	if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); derr == nil {
 		st = withInfo
 	}
 	return st.Err()
+}
+
+// classify returns the code and reason of the first contract error err
+// matches in mapping, or INTERNAL.
+func classify(err error) (codes.Code, string) {
+	for _, m := range mapping {
+		if errors.Is(err, m.err) {
+			return m.code, m.reason
+		}
+	}
+	return codes.Internal, ReasonInternal
+}
+
+// toStreamError is ToStatus for the Stream: the same code and reason,
+// carried in a StreamError.
+func toStreamError(err error) *enginepb.StreamError {
+	code, reason := classify(err)
+	return &enginepb.StreamError{Code: uint32(code), Reason: reason, Message: err.Error()}
+}
+
+// fromStreamError is FromStatus for the Stream.
+func fromStreamError(e *enginepb.StreamError) error {
+	return fromParts(codes.Code(e.GetCode()), e.GetReason(), e.GetMessage())
 }
 
 // Error is an error received over the wire, translated back into the
@@ -145,21 +163,46 @@ func FromStatus(err error) error {
 	if st.Code() == codes.OK {
 		return nil
 	}
-	e := &Error{Code: st.Code(), Msg: st.Message()}
+	reason := ""
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
 		if !ok || info.GetDomain() != Domain {
 			continue
 		}
+		if knownReason(info.GetReason()) {
+			reason = info.GetReason()
+			break
+		}
+	}
+	return fromParts(st.Code(), reason, st.Message())
+}
+
+func knownReason(r string) bool {
+	for _, m := range mapping {
+		if m.reason == r {
+			return true
+		}
+	}
+	return false
+}
+
+// fromParts is the translation FromStatus makes, from a code, a reason
+// (which wins when it is one of this package's) and a message.
+func fromParts(code codes.Code, reason, msg string) error {
+	if code == codes.OK {
+		return nil
+	}
+	e := &Error{Code: code, Msg: msg}
+	if reason != "" {
 		for _, m := range mapping {
-			if m.reason == info.GetReason() {
+			if m.reason == reason {
 				e.Reason, e.sentinel = m.reason, m.err
 				return e
 			}
 		}
 	}
 	e.sentinel = engine.ErrInternal
-	if s, ok := codeOnly[st.Code()]; ok {
+	if s, ok := codeOnly[code]; ok {
 		e.sentinel = s
 	}
 	return e

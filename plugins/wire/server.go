@@ -69,9 +69,21 @@ func (s *Server) recoverInto(method string, err *error) {
 	}
 }
 
+// recoverErr turns a panic in the engine into an ErrInternal error in *err.
+func (s *Server) recoverErr(method string, err *error) {
+	if r := recover(); r != nil {
+		s.log.Error("engine panicked", "method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		*err = fmt.Errorf("%w: engine panicked in %s: %v", engine.ErrInternal, method, r)
+	}
+}
+
 func checkProtocol(v uint32) error {
+	return ToStatus(protocolErr(v))
+}
+
+func protocolErr(v uint32) error {
 	if v != 0 && v != engine.ProtocolVersion {
-		return ToStatus(fmt.Errorf("%w: client speaks protocol %d, this engine speaks %d", ErrProtocolMismatch, v, engine.ProtocolVersion))
+		return fmt.Errorf("%w: client speaks protocol %d, this engine speaks %d", ErrProtocolMismatch, v, engine.ProtocolVersion)
 	}
 	return nil
 }
@@ -89,14 +101,24 @@ func (s *Server) Describe(_ context.Context, req *enginepb.DescribeRequest) (res
 }
 
 // Read implements enginepb.EngineServer.
-func (s *Server) Read(ctx context.Context, req *enginepb.ReadRequest) (resp *enginepb.ReadResponse, err error) {
-	defer s.recoverInto("Read", &err)
-	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+func (s *Server) Read(ctx context.Context, req *enginepb.ReadRequest) (*enginepb.ReadResponse, error) {
+	resp, err := s.read(ctx, req)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return resp, nil
+}
+
+// read is Read with the contract's errors (a panic becomes ErrInternal);
+// the unary call and the Stream share it.
+func (s *Server) read(ctx context.Context, req *enginepb.ReadRequest) (resp *enginepb.ReadResponse, err error) {
+	defer s.recoverErr("Read", &err)
+	if err := protocolErr(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
 	entries, err := s.e.Read(ctx, req.GetKeys())
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	out := make([]*enginepb.Entry, len(entries))
 	for i, e := range entries {
@@ -106,18 +128,28 @@ func (s *Server) Read(ctx context.Context, req *enginepb.ReadRequest) (resp *eng
 }
 
 // Apply implements enginepb.EngineServer.
-func (s *Server) Apply(ctx context.Context, req *enginepb.ApplyRequest) (resp *enginepb.ApplyResponse, err error) {
-	defer s.recoverInto("Apply", &err)
-	if err := checkProtocol(req.GetProtocolVersion()); err != nil {
+func (s *Server) Apply(ctx context.Context, req *enginepb.ApplyRequest) (*enginepb.ApplyResponse, error) {
+	resp, err := s.apply(ctx, req)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return resp, nil
+}
+
+// apply is Apply with the contract's errors; the unary call and the Stream
+// share it.
+func (s *Server) apply(ctx context.Context, req *enginepb.ApplyRequest) (resp *enginepb.ApplyResponse, err error) {
+	defer s.recoverErr("Apply", &err)
+	if err := protocolErr(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
 	writes, err := writesFromPB(req.GetWrites())
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	results, err := s.e.Apply(ctx, writes, engine.ApplyOptions{Atomic: req.GetAtomic(), NoSync: req.GetNoSync()})
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	return &enginepb.ApplyResponse{Results: resultsToPB(results)}, nil
 }

@@ -1171,6 +1171,421 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{16}
 }
 
+type StreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calls         []*StreamCall          `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRequest) Reset() {
+	*x = StreamRequest{}
+	mi := &file_enginepb_v1_engine_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRequest) ProtoMessage() {}
+
+func (x *StreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enginepb_v1_engine_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
+func (*StreamRequest) Descriptor() ([]byte, []int) {
+	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StreamRequest) GetCalls() []*StreamCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+// StreamCall is one call on the Stream, or the cancellation of one.
+type StreamCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client; echoed in the answer.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The time left before the call's deadline, in nanoseconds; 0 means no
+	// deadline.
+	TimeoutNanos int64 `protobuf:"varint,2,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// Types that are valid to be assigned to Call:
+	//
+	//	*StreamCall_Read
+	//	*StreamCall_Apply
+	//	*StreamCall_Cancel
+	Call          isStreamCall_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCall) Reset() {
+	*x = StreamCall{}
+	mi := &file_enginepb_v1_engine_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCall) ProtoMessage() {}
+
+func (x *StreamCall) ProtoReflect() protoreflect.Message {
+	mi := &file_enginepb_v1_engine_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCall.ProtoReflect.Descriptor instead.
+func (*StreamCall) Descriptor() ([]byte, []int) {
+	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *StreamCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StreamCall) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
+}
+
+func (x *StreamCall) GetCall() isStreamCall_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *StreamCall) GetRead() *ReadRequest {
+	if x != nil {
+		if x, ok := x.Call.(*StreamCall_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *StreamCall) GetApply() *ApplyRequest {
+	if x != nil {
+		if x, ok := x.Call.(*StreamCall_Apply); ok {
+			return x.Apply
+		}
+	}
+	return nil
+}
+
+func (x *StreamCall) GetCancel() *StreamCancel {
+	if x != nil {
+		if x, ok := x.Call.(*StreamCall_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isStreamCall_Call interface {
+	isStreamCall_Call()
+}
+
+type StreamCall_Read struct {
+	Read *ReadRequest `protobuf:"bytes,3,opt,name=read,proto3,oneof"`
+}
+
+type StreamCall_Apply struct {
+	Apply *ApplyRequest `protobuf:"bytes,4,opt,name=apply,proto3,oneof"`
+}
+
+type StreamCall_Cancel struct {
+	// Cancel the call in progress with this id; it is answered CANCELED
+	// (unless it finished first).
+	Cancel *StreamCancel `protobuf:"bytes,5,opt,name=cancel,proto3,oneof"`
+}
+
+func (*StreamCall_Read) isStreamCall_Call() {}
+
+func (*StreamCall_Apply) isStreamCall_Call() {}
+
+func (*StreamCall_Cancel) isStreamCall_Call() {}
+
+type StreamCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCancel) Reset() {
+	*x = StreamCancel{}
+	mi := &file_enginepb_v1_engine_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCancel) ProtoMessage() {}
+
+func (x *StreamCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_enginepb_v1_engine_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCancel.ProtoReflect.Descriptor instead.
+func (*StreamCancel) Descriptor() ([]byte, []int) {
+	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{19}
+}
+
+type StreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Answers       []*StreamAnswer        `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResponse) Reset() {
+	*x = StreamResponse{}
+	mi := &file_enginepb_v1_engine_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResponse) ProtoMessage() {}
+
+func (x *StreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enginepb_v1_engine_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
+func (*StreamResponse) Descriptor() ([]byte, []int) {
+	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StreamResponse) GetAnswers() []*StreamAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+// StreamAnswer is the outcome of one call: exactly one of read, apply and
+// error is set.
+type StreamAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Answer:
+	//
+	//	*StreamAnswer_Read
+	//	*StreamAnswer_Apply
+	//	*StreamAnswer_Error
+	Answer        isStreamAnswer_Answer `protobuf_oneof:"answer"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamAnswer) Reset() {
+	*x = StreamAnswer{}
+	mi := &file_enginepb_v1_engine_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamAnswer) ProtoMessage() {}
+
+func (x *StreamAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_enginepb_v1_engine_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamAnswer.ProtoReflect.Descriptor instead.
+func (*StreamAnswer) Descriptor() ([]byte, []int) {
+	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StreamAnswer) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StreamAnswer) GetAnswer() isStreamAnswer_Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+func (x *StreamAnswer) GetRead() *ReadResponse {
+	if x != nil {
+		if x, ok := x.Answer.(*StreamAnswer_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *StreamAnswer) GetApply() *ApplyResponse {
+	if x != nil {
+		if x, ok := x.Answer.(*StreamAnswer_Apply); ok {
+			return x.Apply
+		}
+	}
+	return nil
+}
+
+func (x *StreamAnswer) GetError() *StreamError {
+	if x != nil {
+		if x, ok := x.Answer.(*StreamAnswer_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isStreamAnswer_Answer interface {
+	isStreamAnswer_Answer()
+}
+
+type StreamAnswer_Read struct {
+	Read *ReadResponse `protobuf:"bytes,2,opt,name=read,proto3,oneof"`
+}
+
+type StreamAnswer_Apply struct {
+	Apply *ApplyResponse `protobuf:"bytes,3,opt,name=apply,proto3,oneof"`
+}
+
+type StreamAnswer_Error struct {
+	Error *StreamError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+func (*StreamAnswer_Read) isStreamAnswer_Answer() {}
+
+func (*StreamAnswer_Apply) isStreamAnswer_Answer() {}
+
+func (*StreamAnswer_Error) isStreamAnswer_Answer() {}
+
+// StreamError is a failed call's error: the gRPC code and the reason (see
+// the table at the top) its status would carry in a unary call, and the
+// message.
+type StreamError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamError) Reset() {
+	*x = StreamError{}
+	mi := &file_enginepb_v1_engine_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamError) ProtoMessage() {}
+
+func (x *StreamError) ProtoReflect() protoreflect.Message {
+	mi := &file_enginepb_v1_engine_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
+func (*StreamError) Descriptor() ([]byte, []int) {
+	return file_enginepb_v1_engine_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StreamError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StreamError) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StreamError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_enginepb_v1_engine_proto protoreflect.FileDescriptor
 
 const file_enginepb_v1_engine_proto_rawDesc = "" +
@@ -1241,7 +1656,30 @@ const file_enginepb_v1_engine_proto_rawDesc = "" +
 	"\fScanResponse\x122\n" +
 	"\aentries\x18\x01 \x03(\v2\x18.flaredb.engine.v1.EntryR\aentries\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse*Y\n" +
+	"\rCloseResponse\"D\n" +
+	"\rStreamRequest\x123\n" +
+	"\x05calls\x18\x01 \x03(\v2\x1d.flaredb.engine.v1.StreamCallR\x05calls\"\xf3\x01\n" +
+	"\n" +
+	"StreamCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
+	"\rtimeout_nanos\x18\x02 \x01(\x03R\ftimeoutNanos\x124\n" +
+	"\x04read\x18\x03 \x01(\v2\x1e.flaredb.engine.v1.ReadRequestH\x00R\x04read\x127\n" +
+	"\x05apply\x18\x04 \x01(\v2\x1f.flaredb.engine.v1.ApplyRequestH\x00R\x05apply\x129\n" +
+	"\x06cancel\x18\x05 \x01(\v2\x1f.flaredb.engine.v1.StreamCancelH\x00R\x06cancelB\x06\n" +
+	"\x04call\"\x0e\n" +
+	"\fStreamCancel\"K\n" +
+	"\x0eStreamResponse\x129\n" +
+	"\aanswers\x18\x01 \x03(\v2\x1f.flaredb.engine.v1.StreamAnswerR\aanswers\"\xd1\x01\n" +
+	"\fStreamAnswer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x125\n" +
+	"\x04read\x18\x02 \x01(\v2\x1f.flaredb.engine.v1.ReadResponseH\x00R\x04read\x128\n" +
+	"\x05apply\x18\x03 \x01(\v2 .flaredb.engine.v1.ApplyResponseH\x00R\x05apply\x126\n" +
+	"\x05error\x18\x04 \x01(\v2\x1e.flaredb.engine.v1.StreamErrorH\x00R\x05errorB\b\n" +
+	"\x06answer\"S\n" +
+	"\vStreamError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage*Y\n" +
 	"\x06OpKind\x12\x17\n" +
 	"\x13OP_KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vOP_KIND_PUT\x10\x01\x12\x12\n" +
@@ -1252,13 +1690,14 @@ const file_enginepb_v1_engine_proto_rawDesc = "" +
 	"\x11COND_KIND_VERSION\x10\x01\x12\x14\n" +
 	"\x10COND_KIND_ABSENT\x10\x02\x12\x14\n" +
 	"\x10COND_KIND_EXISTS\x10\x03\x12\x13\n" +
-	"\x0fCOND_KIND_VALUE\x10\x042\x89\x03\n" +
+	"\x0fCOND_KIND_VALUE\x10\x042\xdc\x03\n" +
 	"\x06Engine\x12S\n" +
 	"\bDescribe\x12\".flaredb.engine.v1.DescribeRequest\x1a#.flaredb.engine.v1.DescribeResponse\x12G\n" +
 	"\x04Read\x12\x1e.flaredb.engine.v1.ReadRequest\x1a\x1f.flaredb.engine.v1.ReadResponse\x12J\n" +
 	"\x05Apply\x12\x1f.flaredb.engine.v1.ApplyRequest\x1a .flaredb.engine.v1.ApplyResponse\x12I\n" +
 	"\x04Scan\x12\x1e.flaredb.engine.v1.ScanRequest\x1a\x1f.flaredb.engine.v1.ScanResponse0\x01\x12J\n" +
-	"\x05Close\x12\x1f.flaredb.engine.v1.CloseRequest\x1a .flaredb.engine.v1.CloseResponseB7Z5github.com/flaredb/flaredb/proto/enginepb/v1;enginepbb\x06proto3"
+	"\x05Close\x12\x1f.flaredb.engine.v1.CloseRequest\x1a .flaredb.engine.v1.CloseResponse\x12Q\n" +
+	"\x06Stream\x12 .flaredb.engine.v1.StreamRequest\x1a!.flaredb.engine.v1.StreamResponse(\x010\x01B7Z5github.com/flaredb/flaredb/proto/enginepb/v1;enginepbb\x06proto3"
 
 var (
 	file_enginepb_v1_engine_proto_rawDescOnce sync.Once
@@ -1273,7 +1712,7 @@ func file_enginepb_v1_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_enginepb_v1_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_enginepb_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_enginepb_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_enginepb_v1_engine_proto_goTypes = []any{
 	(OpKind)(0),              // 0: flaredb.engine.v1.OpKind
 	(CondKind)(0),            // 1: flaredb.engine.v1.CondKind
@@ -1294,6 +1733,12 @@ var file_enginepb_v1_engine_proto_goTypes = []any{
 	(*ScanResponse)(nil),     // 16: flaredb.engine.v1.ScanResponse
 	(*CloseRequest)(nil),     // 17: flaredb.engine.v1.CloseRequest
 	(*CloseResponse)(nil),    // 18: flaredb.engine.v1.CloseResponse
+	(*StreamRequest)(nil),    // 19: flaredb.engine.v1.StreamRequest
+	(*StreamCall)(nil),       // 20: flaredb.engine.v1.StreamCall
+	(*StreamCancel)(nil),     // 21: flaredb.engine.v1.StreamCancel
+	(*StreamResponse)(nil),   // 22: flaredb.engine.v1.StreamResponse
+	(*StreamAnswer)(nil),     // 23: flaredb.engine.v1.StreamAnswer
+	(*StreamError)(nil),      // 24: flaredb.engine.v1.StreamError
 }
 var file_enginepb_v1_engine_proto_depIdxs = []int32{
 	1,  // 0: flaredb.engine.v1.Condition.kind:type_name -> flaredb.engine.v1.CondKind
@@ -1306,21 +1751,31 @@ var file_enginepb_v1_engine_proto_depIdxs = []int32{
 	3,  // 7: flaredb.engine.v1.ApplyRequest.writes:type_name -> flaredb.engine.v1.Write
 	4,  // 8: flaredb.engine.v1.ApplyResponse.results:type_name -> flaredb.engine.v1.Result
 	5,  // 9: flaredb.engine.v1.ScanResponse.entries:type_name -> flaredb.engine.v1.Entry
-	9,  // 10: flaredb.engine.v1.Engine.Describe:input_type -> flaredb.engine.v1.DescribeRequest
-	11, // 11: flaredb.engine.v1.Engine.Read:input_type -> flaredb.engine.v1.ReadRequest
-	13, // 12: flaredb.engine.v1.Engine.Apply:input_type -> flaredb.engine.v1.ApplyRequest
-	15, // 13: flaredb.engine.v1.Engine.Scan:input_type -> flaredb.engine.v1.ScanRequest
-	17, // 14: flaredb.engine.v1.Engine.Close:input_type -> flaredb.engine.v1.CloseRequest
-	10, // 15: flaredb.engine.v1.Engine.Describe:output_type -> flaredb.engine.v1.DescribeResponse
-	12, // 16: flaredb.engine.v1.Engine.Read:output_type -> flaredb.engine.v1.ReadResponse
-	14, // 17: flaredb.engine.v1.Engine.Apply:output_type -> flaredb.engine.v1.ApplyResponse
-	16, // 18: flaredb.engine.v1.Engine.Scan:output_type -> flaredb.engine.v1.ScanResponse
-	18, // 19: flaredb.engine.v1.Engine.Close:output_type -> flaredb.engine.v1.CloseResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	20, // 10: flaredb.engine.v1.StreamRequest.calls:type_name -> flaredb.engine.v1.StreamCall
+	11, // 11: flaredb.engine.v1.StreamCall.read:type_name -> flaredb.engine.v1.ReadRequest
+	13, // 12: flaredb.engine.v1.StreamCall.apply:type_name -> flaredb.engine.v1.ApplyRequest
+	21, // 13: flaredb.engine.v1.StreamCall.cancel:type_name -> flaredb.engine.v1.StreamCancel
+	23, // 14: flaredb.engine.v1.StreamResponse.answers:type_name -> flaredb.engine.v1.StreamAnswer
+	12, // 15: flaredb.engine.v1.StreamAnswer.read:type_name -> flaredb.engine.v1.ReadResponse
+	14, // 16: flaredb.engine.v1.StreamAnswer.apply:type_name -> flaredb.engine.v1.ApplyResponse
+	24, // 17: flaredb.engine.v1.StreamAnswer.error:type_name -> flaredb.engine.v1.StreamError
+	9,  // 18: flaredb.engine.v1.Engine.Describe:input_type -> flaredb.engine.v1.DescribeRequest
+	11, // 19: flaredb.engine.v1.Engine.Read:input_type -> flaredb.engine.v1.ReadRequest
+	13, // 20: flaredb.engine.v1.Engine.Apply:input_type -> flaredb.engine.v1.ApplyRequest
+	15, // 21: flaredb.engine.v1.Engine.Scan:input_type -> flaredb.engine.v1.ScanRequest
+	17, // 22: flaredb.engine.v1.Engine.Close:input_type -> flaredb.engine.v1.CloseRequest
+	19, // 23: flaredb.engine.v1.Engine.Stream:input_type -> flaredb.engine.v1.StreamRequest
+	10, // 24: flaredb.engine.v1.Engine.Describe:output_type -> flaredb.engine.v1.DescribeResponse
+	12, // 25: flaredb.engine.v1.Engine.Read:output_type -> flaredb.engine.v1.ReadResponse
+	14, // 26: flaredb.engine.v1.Engine.Apply:output_type -> flaredb.engine.v1.ApplyResponse
+	16, // 27: flaredb.engine.v1.Engine.Scan:output_type -> flaredb.engine.v1.ScanResponse
+	18, // 28: flaredb.engine.v1.Engine.Close:output_type -> flaredb.engine.v1.CloseResponse
+	22, // 29: flaredb.engine.v1.Engine.Stream:output_type -> flaredb.engine.v1.StreamResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_enginepb_v1_engine_proto_init() }
@@ -1328,13 +1783,23 @@ func file_enginepb_v1_engine_proto_init() {
 	if File_enginepb_v1_engine_proto != nil {
 		return
 	}
+	file_enginepb_v1_engine_proto_msgTypes[18].OneofWrappers = []any{
+		(*StreamCall_Read)(nil),
+		(*StreamCall_Apply)(nil),
+		(*StreamCall_Cancel)(nil),
+	}
+	file_enginepb_v1_engine_proto_msgTypes[21].OneofWrappers = []any{
+		(*StreamAnswer_Read)(nil),
+		(*StreamAnswer_Apply)(nil),
+		(*StreamAnswer_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enginepb_v1_engine_proto_rawDesc), len(file_enginepb_v1_engine_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -58,6 +58,7 @@ const (
 	Engine_Apply_FullMethodName    = "/flaredb.engine.v1.Engine/Apply"
 	Engine_Scan_FullMethodName     = "/flaredb.engine.v1.Engine/Scan"
 	Engine_Close_FullMethodName    = "/flaredb.engine.v1.Engine/Close"
+	Engine_Stream_FullMethodName   = "/flaredb.engine.v1.Engine/Stream"
 )
 
 // EngineClient is the client API for Engine service.
@@ -81,6 +82,16 @@ type EngineClient interface {
 	// Close closes the engine, after waiting for the calls in progress. Every
 	// later call fails with reason CLOSED. Closing twice succeeds.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
+	// Stream multiplexes Read and Apply calls on one long-lived bidirectional
+	// stream: each message carries any number of calls, each with an id
+	// chosen by the client (unique among the stream's calls in progress);
+	// the server answers each call once, by id, in any order, possibly
+	// several answers per message. A Cancel for an id in progress cancels
+	// that call's context; a Cancel for an unknown id is ignored. Errors are
+	// carried per call (StreamError), with the code and reason a unary call
+	// would have in its status. A server without this method answers
+	// UNIMPLEMENTED, and the client falls back to the unary calls.
+	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
 type engineClient struct {
@@ -150,6 +161,19 @@ func (c *engineClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *engineClient) Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_StreamClient = grpc.BidiStreamingClient[StreamRequest, StreamResponse]
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -171,6 +195,16 @@ type EngineServer interface {
 	// Close closes the engine, after waiting for the calls in progress. Every
 	// later call fails with reason CLOSED. Closing twice succeeds.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
+	// Stream multiplexes Read and Apply calls on one long-lived bidirectional
+	// stream: each message carries any number of calls, each with an id
+	// chosen by the client (unique among the stream's calls in progress);
+	// the server answers each call once, by id, in any order, possibly
+	// several answers per message. A Cancel for an id in progress cancels
+	// that call's context; a Cancel for an unknown id is ignored. Errors are
+	// carried per call (StreamError), with the code and reason a unary call
+	// would have in its status. A server without this method answers
+	// UNIMPLEMENTED, and the client falls back to the unary calls.
+	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -195,6 +229,9 @@ func (UnimplementedEngineServer) Scan(*ScanRequest, grpc.ServerStreamingServer[S
 }
 func (UnimplementedEngineServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedEngineServer) Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -300,6 +337,13 @@ func _Engine_Close_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServer).Stream(&grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_StreamServer = grpc.BidiStreamingServer[StreamRequest, StreamResponse]
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -329,6 +373,12 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Scan",
 			Handler:       _Engine_Scan_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Stream",
+			Handler:       _Engine_Stream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "enginepb/v1/engine.proto",

@@ -1,0 +1,187 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flaredb/flaredb/core/engine"
+	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
+)
+
+// Bounds of the Stream, on both sides.
+const (
+	// streamInFlight bounds the calls one Stream may have in progress on
+	// the server; the server stops reading the stream until some finish.
+	streamInFlight = 4096
+	// maxCallsPerMsg and maxBytesPerMsg bound the calls or answers
+	// coalesced into one message (a single larger one is sent alone).
+	maxCallsPerMsg = 1024
+	maxBytesPerMsg = 4 << 20
+	// answerHeadroom is left below MaxMessageSize for the framing of an
+	// answer; a larger answer is replaced by a TOO_LARGE error.
+	answerHeadroom = 1 << 10
+)
+
+// Stream implements enginepb.EngineServer: it runs each call of each
+// message in its own goroutine (at most streamInFlight at a time), with a
+// context derived from the stream's (so that the stream's end cancels
+// them) and bounded by the call's timeout, and sends the answers as they
+// come, coalescing those that are ready into one message.
+func (s *Server) Stream(stream grpc.BidiStreamingServer[enginepb.StreamRequest, enginepb.StreamResponse]) error {
+	ctx := stream.Context()
+	answers := make(chan *enginepb.StreamAnswer, 1024)
+	sem := make(chan struct{}, streamInFlight)
+	var wg sync.WaitGroup
+	sendErr := make(chan error, 1)
+	senderDone := make(chan struct{})
+
+	// cancels holds the cancel function of each call in progress, by id.
+	var mu sync.Mutex
+	cancels := make(map[uint64]*context.CancelFunc)
+
+	go func() {
+		defer close(senderDone)
+		for a := range answers {
+			msg := &enginepb.StreamResponse{Answers: []*enginepb.StreamAnswer{a}}
+			size := proto.Size(a)
+		more:
+			for len(msg.Answers) < maxCallsPerMsg && size < maxBytesPerMsg {
+				select {
+				case a2, ok := <-answers:
+					if !ok {
+						break more
+					}
+					n := proto.Size(a2)
+					if size+n > maxBytesPerMsg {
+						if err := stream.Send(msg); err != nil {
+							s.drainAfter(err, sendErr, answers)
+							return
+						}
+						msg, size = &enginepb.StreamResponse{}, 0
+					}
+					msg.Answers = append(msg.Answers, a2)
+					size += n
+				default:
+					break more
+				}
+			}
+			if err := stream.Send(msg); err != nil {
+				s.drainAfter(err, sendErr, answers)
+				return
+			}
+		}
+	}()
+
+	finish := func(err error) error {
+		wg.Wait()
+		close(answers)
+		<-senderDone
+		select {
+		case e := <-sendErr:
+			return e
+		default:
+		}
+		return err
+	}
+
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return finish(nil)
+		}
+		if err != nil {
+			return finish(err)
+		}
+		for _, c := range req.GetCalls() {
+			id := c.GetId()
+			if _, ok := c.GetCall().(*enginepb.StreamCall_Cancel); ok {
+				mu.Lock()
+				cancel := cancels[id]
+				mu.Unlock()
+				if cancel != nil {
+					(*cancel)()
+				}
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return finish(ctx.Err())
+			}
+			var cctx context.Context
+			var cancel context.CancelFunc
+			if t := c.GetTimeoutNanos(); t > 0 {
+				cctx, cancel = context.WithTimeout(ctx, time.Duration(t))
+			} else {
+				cctx, cancel = context.WithCancel(ctx)
+			}
+			mu.Lock()
+			if old := cancels[id]; old != nil {
+				(*old)() // a client reusing an id in progress: the old call loses
+			}
+			token := &cancel
+			cancels[id] = token
+			mu.Unlock()
+			wg.Add(1)
+			go func(c *enginepb.StreamCall) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				a := s.streamOne(cctx, c)
+				mu.Lock()
+				// Forget the cancel function unless a later call took the id.
+				if cancels[id] == token {
+					delete(cancels, id)
+				}
+				mu.Unlock()
+				cancel()
+				answers <- a
+			}(c)
+		}
+	}
+}
+
+// drainAfter records a send error and keeps draining answers so that
+// handlers never block.
+func (s *Server) drainAfter(err error, sendErr chan<- error, answers <-chan *enginepb.StreamAnswer) {
+	select {
+	case sendErr <- err:
+	default:
+	}
+	for range answers {
+	}
+}
+
+// streamOne runs one call of the Stream and returns its answer.
+func (s *Server) streamOne(ctx context.Context, c *enginepb.StreamCall) *enginepb.StreamAnswer {
+	a := &enginepb.StreamAnswer{Id: c.GetId()}
+	var err error
+	switch call := c.GetCall().(type) {
+	case *enginepb.StreamCall_Read:
+		var resp *enginepb.ReadResponse
+		if resp, err = s.read(ctx, call.Read); err == nil {
+			a.Answer = &enginepb.StreamAnswer_Read{Read: resp}
+		}
+	case *enginepb.StreamCall_Apply:
+		var resp *enginepb.ApplyResponse
+		if resp, err = s.apply(ctx, call.Apply); err == nil {
+			a.Answer = &enginepb.StreamAnswer_Apply{Apply: resp}
+		}
+	default:
+		err = fmt.Errorf("%w: stream call %d has no known request", engine.ErrInvalidArgument, c.GetId())
+	}
+	if err == nil {
+		if n := proto.Size(a); n > MaxMessageSize-answerHeadroom {
+			err = fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit", engine.ErrTooLarge, n, MaxMessageSize)
+		}
+	}
+	if err != nil {
+		a.Answer = &enginepb.StreamAnswer_Error{Error: toStreamError(err)}
+	}
+	return a
+}

@@ -1,0 +1,314 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/engines/badgerengine"
+	"github.com/flaredb/flaredb/engines/memengine"
+	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
+)
+
+// serveOn registers srvImpl on a new grpc.Server listening on addr
+// ("127.0.0.1:0" for any port) and returns the server and its address.
+func serveOn(t *testing.T, addr string, srvImpl enginepb.EngineServer) (*grpc.Server, string) {
+	t.Helper()
+	var lis net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // a just-closed port may take a moment to free
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(ServerOptions()...)
+	enginepb.RegisterEngineServer(srv, srvImpl)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return srv, lis.Addr().String()
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// TestStreamCoalescesAndDispatches runs many concurrent Reads and Applies
+// against a badger engine: every caller gets its own answer, and the
+// sender packs several calls into one message.
+func TestStreamCoalescesAndDispatches(t *testing.T) {
+	ctx := ctxT(t)
+	be, err := badgerengine.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := serveOn(t, "127.0.0.1:0", NewServer(be))
+	c := NewClient(dial(t, addr))
+	defer c.Close()
+	var maxCalls, msgs, calls atomic.Int64
+	c.testHookSend = func(n int) {
+		msgs.Add(1)
+		calls.Add(int64(n))
+		for {
+			m := maxCalls.Load()
+			if int64(n) <= m || maxCalls.CompareAndSwap(m, int64(n)) {
+				return
+			}
+		}
+	}
+	const workers, rounds = 64, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			key := []byte(fmt.Sprintf("key-%02d", w))
+			for r := 1; r <= rounds; r++ {
+				val := fmt.Sprintf("v-%d-%d", w, r)
+				res, err := c.Apply(ctx, []engine.Write{{Kind: engine.OpPut, Key: key, Value: []byte(val), Version: uint64(r),
+					Cond: engine.Condition{Kind: engine.CondVersion, Version: uint64(r - 1)}}}, engine.ApplyOptions{NoSync: true})
+				if err != nil || len(res) != 1 || !res[0].Applied {
+					errs <- fmt.Errorf("worker %d apply %d: %v %+v", w, r, err, res)
+					return
+				}
+				got, err := c.Read(ctx, [][]byte{key, []byte("absent")})
+				if err != nil || string(got[0].Value) != val || got[0].Version != uint64(r) || got[1].Version != 0 {
+					errs <- fmt.Errorf("worker %d read %d: %v %+v", w, r, err, got)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if calls.Load() != 2*workers*rounds {
+		t.Errorf("%d calls sent on the stream, want %d", calls.Load(), 2*workers*rounds)
+	}
+	if maxCalls.Load() < 2 {
+		t.Errorf("no message carried more than one call (%d messages)", msgs.Load())
+	}
+	t.Logf("%d calls in %d messages, at most %d in one", calls.Load(), msgs.Load(), maxCalls.Load())
+}
+
+// gated blocks Reads of key "slow" until release is closed, ignoring
+// their context, and counts the Reads that finished.
+type gated struct {
+	engine.Engine
+	release  chan struct{}
+	finished chan struct{}
+}
+
+func (g gated) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
+	if len(keys) == 1 && string(keys[0]) == "slow" {
+		<-g.release
+		defer func() { g.finished <- struct{}{} }()
+	}
+	return g.Engine.Read(ctx, keys)
+}
+
+// TestStreamAnswersOutOfOrder: a fast call is answered while a slow one
+// waits, on the same stream; a caller whose context ends returns at once
+// and the late answer is dropped without disturbing the stream.
+func TestStreamAnswersOutOfOrder(t *testing.T) {
+	ctx := ctxT(t)
+	g := gated{Engine: memengine.New(), release: make(chan struct{}), finished: make(chan struct{}, 2)}
+	e := loop(t, g)
+	if _, err := e.Apply(ctx, []engine.Write{put("fast", "f", 1), put("slow", "s", 1)}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		got, err := e.Read(ctx, [][]byte{[]byte("slow")})
+		if err == nil && string(got[0].Value) != "s" {
+			err = fmt.Errorf("slow read got %+v", got)
+		}
+		slow <- err
+	}()
+	got, err := e.Read(ctx, [][]byte{[]byte("fast")})
+	if err != nil || string(got[0].Value) != "f" {
+		t.Fatalf("fast read: %+v %v", got, err)
+	}
+	// A caller that gives up returns promptly, while its call still runs.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := e.Read(short, [][]byte{[]byte("slow")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned read: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("abandoned read took %v", d)
+	}
+	close(g.release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	<-g.finished
+	<-g.finished // the abandoned call's late answer, which nobody awaits
+	got, err = e.Read(ctx, [][]byte{[]byte("fast"), []byte("slow")})
+	if err != nil || string(got[0].Value) != "f" || string(got[1].Value) != "s" {
+		t.Fatalf("read after a dropped answer: %+v %v", got, err)
+	}
+}
+
+// TestStreamDeadlineReachesTheEngine: the caller's deadline travels with
+// the call.
+func TestStreamDeadlineReachesTheEngine(t *testing.T) {
+	b := blocking{Engine: memengine.New(), started: make(chan struct{}), saw: make(chan error, 1)}
+	e := loop(t, b)
+	ctx, cancel := context.WithTimeout(ctxT(t), 200*time.Millisecond)
+	defer cancel()
+	if _, err := e.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("caller got %v", err)
+	}
+	select {
+	case err := <-b.saw:
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			t.Errorf("engine saw %v", err)
+		}
+	case <-time.After(callTimeout):
+		t.Fatal("the engine never saw the deadline")
+	}
+}
+
+// TestStreamBreakageThenRecovery: when the server goes away, the calls
+// waiting on the stream get ErrUnavailable; once it is back, the next
+// calls open a new stream.
+func TestStreamBreakageThenRecovery(t *testing.T) {
+	ctx := ctxT(t)
+	b := blocking{Engine: memengine.New(), started: make(chan struct{}), saw: make(chan error, 1)}
+	srv, addr := serveOn(t, "127.0.0.1:0", NewServer(b))
+	c := NewClient(dial(t, addr))
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(ctx, [][]byte{[]byte("k")})
+		done <- err
+	}()
+	<-b.started
+	srv.Stop()
+	if err := <-done; !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("waiting call got %v", err)
+	}
+	mem := memengine.New()
+	if _, err := mem.Apply(ctx, []engine.Write{put("k", "back", 1)}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, addr, NewServer(mem))
+	for {
+		got, err := c.Read(ctx, [][]byte{[]byte("k")})
+		if err == nil {
+			if string(got[0].Value) != "back" {
+				t.Fatalf("after recovery: %+v", got)
+			}
+			break
+		}
+		if !errors.Is(err, engine.ErrUnavailable) {
+			t.Fatalf("while the server comes back: %v", err)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("never recovered")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.noStream.Load() {
+		t.Error("fell back to unary calls after a breakage")
+	}
+}
+
+// unaryOnly is a server from before the Stream method: it forwards the
+// other calls to a Server and counts the unary Reads and Applies.
+type unaryOnly struct {
+	enginepb.UnimplementedEngineServer
+	s     *Server
+	unary atomic.Int64
+}
+
+func (u *unaryOnly) Describe(ctx context.Context, r *enginepb.DescribeRequest) (*enginepb.DescribeResponse, error) {
+	return u.s.Describe(ctx, r)
+}
+
+func (u *unaryOnly) Read(ctx context.Context, r *enginepb.ReadRequest) (*enginepb.ReadResponse, error) {
+	u.unary.Add(1)
+	return u.s.Read(ctx, r)
+}
+
+func (u *unaryOnly) Apply(ctx context.Context, r *enginepb.ApplyRequest) (*enginepb.ApplyResponse, error) {
+	u.unary.Add(1)
+	return u.s.Apply(ctx, r)
+}
+
+func (u *unaryOnly) Close(ctx context.Context, r *enginepb.CloseRequest) (*enginepb.CloseResponse, error) {
+	return u.s.Close(ctx, r)
+}
+
+func TestStreamFallsBackToUnary(t *testing.T) {
+	ctx := ctxT(t)
+	u := &unaryOnly{s: NewServer(memengine.NewWithLimits(engine.Limits{MaxKeySize: 8}))}
+	_, addr := serveOn(t, "127.0.0.1:0", u)
+	c := NewClient(dial(t, addr))
+	defer c.Close()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			key := fmt.Sprintf("k%d", w)
+			if _, err := c.Apply(ctx, []engine.Write{put(key, "v", 1)}, engine.ApplyOptions{}); err != nil {
+				t.Errorf("apply: %v", err)
+			}
+			got, err := c.Read(ctx, [][]byte{[]byte(key)})
+			if err != nil || string(got[0].Value) != "v" {
+				t.Errorf("read: %+v %v", got, err)
+			}
+		}(w)
+	}
+	wg.Wait()
+	if !c.noStream.Load() {
+		t.Error("the client did not notice the missing Stream method")
+	}
+	if n := u.unary.Load(); n != 16 {
+		t.Errorf("%d unary calls, want 16", n)
+	}
+	// Errors still come back through the one mapping.
+	if _, err := c.Read(ctx, [][]byte{[]byte("much too long")}); !errors.Is(err, engine.ErrTooLarge) {
+		t.Errorf("long key: %v", err)
+	}
+}
+
+// TestStreamErrorsUseTheMapping checks every contract error through a
+// Stream answer.
+func TestStreamErrorsUseTheMapping(t *testing.T) {
+	for _, want := range []error{engine.ErrNotFound, engine.ErrClosed, engine.ErrTooLarge, engine.ErrInvalidArgument,
+		engine.ErrUnavailable, engine.ErrUnsupported, engine.ErrCorrupt, engine.ErrInternal, context.Canceled,
+		context.DeadlineExceeded, ErrProtocolMismatch} {
+		got := fromStreamError(toStreamError(fmt.Errorf("wrapped: %w", want)))
+		if !errors.Is(got, want) {
+			t.Errorf("%v came back as %v", want, got)
+		}
+		if st := FromStatus(ToStatus(want)).(*Error); st.Reason != got.(*Error).Reason || st.Code != got.(*Error).Code {
+			t.Errorf("%v: stream gives %v/%s, status %v/%s", want, got.(*Error).Code, got.(*Error).Reason, st.Code, st.Reason)
+		}
+	}
+}
