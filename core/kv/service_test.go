@@ -17,19 +17,30 @@ import (
 
 func newService(t *testing.T, l kv.Limits) (*kv.Service, *metrics.Metrics) {
 	t.Helper()
+	return newServiceDepth(t, l, 0)
+}
+
+func newServiceDepth(t *testing.T, l kv.Limits, depth int) (*kv.Service, *metrics.Metrics) {
+	t.Helper()
 	o, err := tso.Open(filepath.Join(t.TempDir(), "tso"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := metrics.New()
 	e := memengine.New()
-	s := kv.New(e, o, kv.Options{Limits: l, Sync: true, Metrics: m})
+	s := kv.New(e, o, kv.Options{Limits: l, Sync: true, Metrics: m, PipelineDepth: depth})
 	t.Cleanup(func() { s.Close(); e.Close() })
 	return s, m
 }
 
 func TestConcurrentWritesShareGroupsAndVersionsIncrease(t *testing.T) {
-	s, m := newService(t, kv.Limits{})
+	for _, depth := range []int{1, 4} {
+		t.Run(fmt.Sprintf("depth-%d", depth), func(t *testing.T) { testConcurrentWrites(t, depth) })
+	}
+}
+
+func testConcurrentWrites(t *testing.T, depth int) {
+	s, m := newServiceDepth(t, kv.Limits{}, depth)
 	ctx := context.Background()
 	const workers, per = 32, 100
 	versions := make([][]uint64, workers)
