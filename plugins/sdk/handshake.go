@@ -33,9 +33,11 @@ func handshakeFilter(realOut *os.File, other io.Writer) (*os.File, *filterState,
 			if len(line) > 0 {
 				if !sent && !partial && isHandshake(string(line)) {
 					_, _ = realOut.Write(line)
-					_ = realOut.Close()
+					// Record it before closing: whoever sees the close may
+					// ask at once whether the handshake went out.
 					sent = true
 					state.sent.Store(true)
+					_ = realOut.Close()
 				} else {
 					_, _ = other.Write(line)
 				}
