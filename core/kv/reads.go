@@ -2,6 +2,9 @@ package kv
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -13,11 +16,15 @@ import (
 // reads are in the engine at once; callers arriving meanwhile queue and go
 // together in the next one. Reads of one merged call come from one point in
 // time, so each caller's keys still do.
+//
+// A merged read runs in its own goroutine, bounded by timeout, so that
+// every caller waits for it or for its own context, whichever ends first.
 type readBatcher struct {
 	eng     engine.Engine
 	depth   int
 	maxKeys int
 	timeout time.Duration
+	log     *slog.Logger
 
 	mu     sync.Mutex
 	queue  []*readReq
@@ -43,7 +50,7 @@ func (b *readBatcher) read(ctx context.Context, keys [][]byte) ([]engine.Entry, 
 	}
 	b.mu.Unlock()
 	if lead {
-		b.lead()
+		go b.lead()
 	}
 	select {
 	case <-r.done:
@@ -53,31 +60,44 @@ func (b *readBatcher) read(ctx context.Context, keys [][]byte) ([]engine.Entry, 
 	}
 }
 
-// lead runs one merged read of the queued requests. If more are queued by
-// then, a new goroutine leads the next merged read, so that no caller
-// waits for reads other than the one it joined.
+// lead runs merged reads of the queued requests until the queue is empty,
+// then gives its slot back.
 func (b *readBatcher) lead() {
-	b.mu.Lock()
-	n, keys := 0, 0
-	for n < len(b.queue) && (n == 0 || keys+len(b.queue[n].keys) <= b.maxKeys) {
-		keys += len(b.queue[n].keys)
-		n++
+	for {
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.active--
+			b.mu.Unlock()
+			return
+		}
+		n, keys := 0, 0
+		for n < len(b.queue) && (n == 0 || keys+len(b.queue[n].keys) <= b.maxKeys) {
+			keys += len(b.queue[n].keys)
+			n++
+		}
+		batch := b.queue[:n:n]
+		b.queue = append([]*readReq(nil), b.queue[n:]...)
+		b.mu.Unlock()
+		b.run(batch, keys)
 	}
-	batch := b.queue[:n:n]
-	b.queue = append([]*readReq(nil), b.queue[n:]...)
-	b.mu.Unlock()
+}
 
+// run reads batch as one engine call and answers each request. If the
+// merged read is refused as a whole for a reason that may belong to one
+// request (an answer too large for one message, say), each request is
+// read alone so that the others succeed.
+func (b *readBatcher) run(batch []*readReq, keys int) {
 	all := make([][]byte, 0, keys)
 	for _, r := range batch {
 		all = append(all, r.keys...)
 	}
-	// The merged read is no one caller's: it runs to completion (bounded
-	// by timeout) so that every caller in it gets an answer.
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	es, err := b.eng.Read(ctx, all)
-	cancel()
-	if err == nil && len(es) != len(all) {
-		err = engine.ErrInternal
+	es, err := b.call(all)
+	if err != nil && len(batch) > 1 && (errors.Is(err, engine.ErrTooLarge) || errors.Is(err, engine.ErrInvalidArgument)) {
+		for _, r := range batch {
+			r.res, r.err = b.call(r.keys)
+			close(r.done)
+		}
+		return
 	}
 	off := 0
 	for _, r := range batch {
@@ -89,13 +109,24 @@ func (b *readBatcher) lead() {
 		}
 		close(r.done)
 	}
+}
 
-	b.mu.Lock()
-	if len(b.queue) == 0 {
-		b.active--
-		b.mu.Unlock()
-		return
+// call is one engine Read for no one caller in particular: it runs to
+// completion, bounded by timeout, so that every caller in it gets an
+// answer.
+func (b *readBatcher) call(keys [][]byte) ([]engine.Entry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	es, err := b.eng.Read(ctx, keys)
+	if err != nil {
+		if ctx.Err() != nil {
+			b.log.Error("engine read did not answer in time", "keys", len(keys), "call_timeout", b.timeout, "err", err)
+			return nil, fmt.Errorf("%w: the engine did not answer a read within the call timeout (%v)", engine.ErrUnavailable, b.timeout)
+		}
+		return nil, err
 	}
-	b.mu.Unlock()
-	go b.lead()
+	if len(es) != len(keys) {
+		return nil, fmt.Errorf("%w: engine returned %d entries for %d keys", engine.ErrInternal, len(es), len(keys))
+	}
+	return es, nil
 }

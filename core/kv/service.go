@@ -54,10 +54,23 @@ type Options struct {
 	// whose every call is costly, like a plugin engine (one round trip
 	// each); the server turns it on for plugins only.
 	BatchReads bool
-	ReadDepth  int
-	Logger     *slog.Logger
-	Metrics    *metrics.Metrics
+	// ReadDepth bounds the merged reads in the engine at once (default 4).
+	ReadDepth int
+	// CallTimeout bounds each engine call the service makes for many
+	// callers at once: a merged read, a group of writes (default 30s). A
+	// call that runs longer fails its callers with engine.ErrUnavailable
+	// (for writes: outcome unknown), so that an engine that stops
+	// answering — a hung plugin — holds neither callers nor Close for
+	// longer than this.
+	CallTimeout time.Duration
+	// Logger receives the pipeline's errors (default: discarded).
+	Logger *slog.Logger
+	// Metrics, when not nil, observes engine calls and group sizes.
+	Metrics *metrics.Metrics
 }
+
+// DefaultCallTimeout is Options.CallTimeout's default.
+const DefaultCallTimeout = 30 * time.Second
 
 // Service is safe for concurrent use. Byte slices passed to its methods are
 // not retained after they return; slices it returns belong to the caller.
@@ -69,11 +82,15 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics.Metrics
 
-	reads   *readBatcher // nil unless Options.BatchReads
-	queue   chan *item
+	reads *readBatcher // nil unless Options.BatchReads
+	queue chan *item
+	// enter is held shared by submit while it checks closing and queues
+	// an item, and exclusively by Close to set closing: so no item reaches
+	// the queue after Close began, where nothing would answer it.
+	enter   sync.RWMutex
+	closing bool // guarded by enter
 	stop    chan struct{}
 	stopped chan struct{}
-	closing atomic.Bool
 	closeMu sync.Once
 }
 
@@ -102,6 +119,9 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 	if opts.ReadDepth <= 0 {
 		opts.ReadDepth = 4
 	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = DefaultCallTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -122,7 +142,7 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 		stopped: make(chan struct{}),
 	}
 	if opts.BatchReads {
-		s.reads = &readBatcher{eng: eng, depth: opts.ReadDepth, maxKeys: 4096, timeout: time.Minute}
+		s.reads = &readBatcher{eng: eng, depth: opts.ReadDepth, maxKeys: 4096, timeout: opts.CallTimeout, log: opts.Logger}
 	}
 	go s.pipeline()
 	return s
@@ -370,22 +390,25 @@ func (s *Service) Scan(ctx context.Context, o engine.ScanOptions, fn func(engine
 }
 
 // submit queues writes for the pipeline and waits for their outcome or
-// ctx. When ctx ends first the outcome is unknown unless the pipeline had
-// not yet taken the item, in which case it never runs.
+// ctx. When ctx ends first, the error wraps ctx.Err(): if the pipeline had
+// not yet taken the item it never runs; if it had, the outcome is unknown
+// (the write may still apply) and the error says so.
 func (s *Service) submit(ctx context.Context, writes []engine.Write, atomic, sync bool) (*item, error) {
-	if s.closing.Load() {
-		return nil, ErrShuttingDown
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	it := &item{writes: writes, atomic: atomic, sync: sync, done: make(chan struct{})}
+	s.enter.RLock()
+	if s.closing {
+		s.enter.RUnlock()
+		return nil, ErrShuttingDown
+	}
 	select {
 	case s.queue <- it:
+		s.enter.RUnlock()
 	case <-ctx.Done():
+		s.enter.RUnlock()
 		return nil, ctx.Err()
-	case <-s.stop:
-		return nil, ErrShuttingDown
 	}
 	select {
 	case <-it.done:
@@ -394,10 +417,9 @@ func (s *Service) submit(ctx context.Context, writes []engine.Write, atomic, syn
 		if it.state.CompareAndSwap(0, 2) {
 			return nil, ctx.Err()
 		}
-		// Taken: wait for it, so the caller learns the outcome if it
-		// arrives; the pipeline never blocks on a caller.
-		<-it.done
-		return it, it.err
+		// Taken: the engine may apply it still. The caller's deadline
+		// wins over waiting for an engine that may not answer soon.
+		return nil, fmt.Errorf("%w (the write had reached the engine: its outcome is unknown)", ctx.Err())
 	}
 }
 
@@ -587,11 +609,19 @@ func (s *Service) applyOnce(items []*item, atomic bool) error {
 	}
 	start := time.Now()
 	// The pipeline's call is not any one caller's: it runs to completion
-	// so that every caller in the group gets a definite answer.
-	results, err := s.eng.Apply(context.Background(), writes, engine.ApplyOptions{Atomic: atomic, NoSync: !sync})
+	// (bounded by CallTimeout) so that every caller in the group gets a
+	// definite answer.
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+	results, err := s.eng.Apply(ctx, writes, engine.ApplyOptions{Atomic: atomic, NoSync: !sync})
+	timedOut := ctx.Err() != nil
+	cancel()
 	s.m.ObserveEngine("apply", start)
 	s.m.ObserveGroup(n)
 	if err != nil {
+		if timedOut {
+			s.log.Error("engine apply did not answer in time", "writes", n, "call_timeout", s.opts.CallTimeout, "err", err)
+			return fmt.Errorf("%w: the engine did not answer within the call timeout (%v); the outcome of these writes is unknown", engine.ErrUnavailable, s.opts.CallTimeout)
+		}
 		return err
 	}
 	if len(results) != len(writes) {
@@ -610,7 +640,9 @@ func (s *Service) applyOnce(items []*item, atomic bool) error {
 // It does not close the engine.
 func (s *Service) Close() {
 	s.closeMu.Do(func() {
-		s.closing.Store(true)
+		s.enter.Lock()
+		s.closing = true
+		s.enter.Unlock()
 		close(s.stop)
 		<-s.stopped
 	})
