@@ -199,12 +199,16 @@ func (o *Oracle) persist(mark int64) error {
 		os.Remove(name)
 		return fmt.Errorf("tso: persist mark: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("tso: sync %s: %w", dir, err)
-		}
+	// The rename is durable only once the directory is synced: until then
+	// the old mark may come back after a crash, and with it used versions.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("tso: open %s to sync it: %w", dir, err)
+	}
+	err = d.Sync()
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("tso: sync %s: %w", dir, err)
 	}
 	o.limit = mark
 	return nil
