@@ -126,7 +126,7 @@ func TestBadStartup(t *testing.T) {
 		{"unknown key", []string{"--config", write("unknown.toml", "lisen = \"127.0.0.1:1\"\n")}, []string{"unknown keys: lisen"}},
 		{"unknown engine", []string{"--engine", "leveldb"}, []string{`unknown engine`, "badger", "memory", "rocksdb", "plugin"}},
 		{"contradictory config", []string{"--config", write("contra.toml", "[tls]\ncert_file = \"/nonexistent.pem\"\n[limits]\nmax_key_size = 0\n[engine.plugin]\npath = \"/x\"\n")},
-			[]string{"tls: cert_file and key_file must be set together", "limits.max_key_size", "engine.plugin.path is set"}},
+			[]string{"tls: cert_file and key_file must be set together", "limits.max_key_size", "engine.plugin.path set but engine.name is \"rocksdb\""}},
 		{"bad size", []string{"--max-value-size", "lots"}, []string{"--max-value-size", "bad size"}},
 		{"plugin without path", []string{"--engine", "plugin"}, []string{"engine.plugin.path: required"}},
 		{"data dir is a file", []string{"--data-dir", notADir}, []string{"data directory"}},
@@ -206,6 +206,8 @@ func TestGracefulShutdownDrains(t *testing.T) {
 			}
 		}()
 	}
+	writersDone := make(chan struct{})
+	go func() { wg.Wait(); close(writersDone) }()
 	for {
 		mu.Lock()
 		n := len(acked)
@@ -213,7 +215,11 @@ func TestGracefulShutdownDrains(t *testing.T) {
 		if n >= 200 {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-writersDone:
+			t.Fatalf("every writer stopped after %d acknowledged writes", n)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	s.stop()
 	wg.Wait()

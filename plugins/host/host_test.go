@@ -160,13 +160,28 @@ func TestTwoHostsOnOneDataDir(t *testing.T) {
 	}
 }
 
+// requireRocksDB skips t when RocksDB is not compiled into this test
+// binary (a build without cgo) and fails it when RocksDB is there but
+// cannot open a fresh directory.
+func requireRocksDB(t *testing.T) {
+	t.Helper()
+	e, err := rocksdbengine.Open(t.TempDir(), nil)
+	if errors.Is(err, engine.ErrUnsupported) {
+		t.Skipf("capability: rocksdb not compiled into this test binary: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("rocksdb: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEngineRefusesSharedDir shows the second line of defence: a persistent
 // engine inside the plugin refuses a directory another process holds, even
 // without the host's lock.
 func TestEngineRefusesSharedDir(t *testing.T) {
-	if _, err := rocksdbengine.Open(t.TempDir(), nil); err != nil {
-		t.Skipf("capability: rocksdb not compiled into this test binary: %v", err)
-	}
+	requireRocksDB(t)
 	dir := t.TempDir()
 	e, err := rocksdbengine.Open(dir, nil)
 	if err != nil {
@@ -363,9 +378,7 @@ func TestKillNineMidWrite(t *testing.T) {
 	for _, name := range []string{"rocksdb", "badger"} {
 		t.Run(name, func(t *testing.T) {
 			if name == "rocksdb" {
-				if _, err := rocksdbengine.Open(t.TempDir(), nil); err != nil {
-					t.Skipf("capability: rocksdb not compiled in: %v", err)
-				}
+				requireRocksDB(t)
 			}
 			killNineMidWrite(t, name)
 		})
