@@ -48,10 +48,16 @@ type Engine struct {
 	Name string `toml:"name"`
 	// Sync makes every acknowledged write durable across a machine crash
 	// (default true). Clients may still ask for async writes per request.
-	Sync    bool          `toml:"sync"`
-	RocksDB RocksDBEngine `toml:"rocksdb"`
-	Badger  BadgerEngine  `toml:"badger"`
-	Plugin  PluginEngine  `toml:"plugin"`
+	Sync bool `toml:"sync"`
+	// CallTimeout bounds one engine call the server makes for many clients
+	// at once — a merged read, a group of writes (default 30s). A call
+	// that takes longer fails its callers with UNAVAILABLE (for writes:
+	// outcome unknown) instead of holding them, and the server's
+	// shutdown, while an engine (typically a plugin) is stuck.
+	CallTimeout Duration      `toml:"call_timeout"`
+	RocksDB     RocksDBEngine `toml:"rocksdb"`
+	Badger      BadgerEngine  `toml:"badger"`
+	Plugin      PluginEngine  `toml:"plugin"`
 }
 
 // RocksDBEngine tunes the rocksdb engine. Zero means the engine's default.
@@ -90,10 +96,12 @@ type PluginEngine struct {
 	// (default 10s).
 	StopTimeout Duration `toml:"stop_timeout"`
 	// RestartMaxBackoff caps the back-off between restarts of a plugin that
-	// died (default 30s); MaxRestarts gives up after that many restarts in
-	// a row (default 0: never give up).
+	// died (default 30s).
 	RestartMaxBackoff Duration `toml:"restart_max_backoff"`
-	MaxRestarts       int      `toml:"max_restarts"`
+	// MaxRestarts gives up after that many restarts in a row without a
+	// stable run (default 0: never give up); calls are then answered
+	// UNAVAILABLE until the server restarts.
+	MaxRestarts int `toml:"max_restarts"`
 }
 
 // Limits bound requests. Each has a documented default; the engine's own
@@ -133,9 +141,10 @@ func Default() Config {
 		DataDir:         "./flaredb-data",
 		ShutdownTimeout: Duration(30 * time.Second),
 		Engine: Engine{
-			Name:   "rocksdb",
-			Sync:   true,
-			Plugin: PluginEngine{StartTimeout: Duration(30 * time.Second), StopTimeout: Duration(10 * time.Second), RestartMaxBackoff: Duration(30 * time.Second)},
+			Name:        "rocksdb",
+			Sync:        true,
+			CallTimeout: Duration(30 * time.Second),
+			Plugin:      PluginEngine{StartTimeout: Duration(30 * time.Second), StopTimeout: Duration(10 * time.Second), RestartMaxBackoff: Duration(30 * time.Second)},
 		},
 		Limits: Limits{
 			MaxKeySize:     4 << 10,
@@ -228,8 +237,15 @@ func (c *Config) Validate(engines []string) error {
 				bad("engine.plugin.env[%d] %q: want KEY=VALUE", i, kv)
 			}
 		}
-	} else if c.Engine.Plugin.Path != "" {
-		bad("engine.plugin.path is set but engine.name is %q, not \"plugin\"", c.Engine.Name)
+	}
+	if c.Engine.CallTimeout <= 0 {
+		bad("engine.call_timeout: must be positive")
+	}
+	// Settings of an engine that is not the selected one would be ignored:
+	// say so rather than run without them.
+	if set := c.Engine.unselectedSettings(); len(set) > 0 {
+		bad("%s set but engine.name is %q: they would be ignored (remove them; a plugin takes its engine's settings in [engine.plugin.options])",
+			strings.Join(set, ", "), c.Engine.Name)
 	}
 	for _, s := range []struct {
 		name string
@@ -295,6 +311,35 @@ func (c *Config) Validate(engines []string) error {
 		bad("log.format %q: want text or json", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// unselectedSettings names the settings of engine sections other than the
+// selected engine's that differ from their defaults.
+func (e Engine) unselectedSettings() []string {
+	d := Default().Engine
+	var set []string
+	add := func(section string, differs bool, key string) {
+		if differs && e.Name != section {
+			set = append(set, "engine."+section+"."+key)
+		}
+	}
+	r, b, p := e.RocksDB, e.Badger, e.Plugin
+	add("rocksdb", r.BlockCacheSize != d.RocksDB.BlockCacheSize, "block_cache_size")
+	add("rocksdb", r.WriteBufferSize != d.RocksDB.WriteBufferSize, "write_buffer_size")
+	add("rocksdb", r.MaxOpenFiles != d.RocksDB.MaxOpenFiles, "max_open_files")
+	add("rocksdb", r.Compression != d.RocksDB.Compression, "compression")
+	add("badger", b.BlockCacheSize != d.Badger.BlockCacheSize, "block_cache_size")
+	add("badger", b.MemTableSize != d.Badger.MemTableSize, "memtable_size")
+	add("plugin", p.Path != d.Plugin.Path, "path")
+	add("plugin", len(p.Args) > 0, "args")
+	add("plugin", p.SHA256 != d.Plugin.SHA256, "sha256")
+	add("plugin", len(p.Env) > 0, "env")
+	add("plugin", len(p.Options) > 0, "options")
+	add("plugin", p.StartTimeout != d.Plugin.StartTimeout, "start_timeout")
+	add("plugin", p.StopTimeout != d.Plugin.StopTimeout, "stop_timeout")
+	add("plugin", p.RestartMaxBackoff != d.Plugin.RestartMaxBackoff, "restart_max_backoff")
+	add("plugin", p.MaxRestarts != d.Plugin.MaxRestarts, "max_restarts")
+	return set
 }
 
 func checkAddr(a string) error {

@@ -131,7 +131,7 @@ func TestPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"FLAREDB_LISTEN": "127.0.0.1:2000", "FLAREDB_DATA_DIR": "/from/env"}
-	got, err := f.Resolve(path, func(k string) string { return env[k] })
+	got, err := f.Resolve(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestPrecedence(t *testing.T) {
 		t.Fatalf("precedence: %+v", got)
 	}
 	env["FLAREDB_SYNC"] = "maybe"
-	if _, err := f.Resolve(path, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "FLAREDB_SYNC") {
+	if _, err := f.Resolve(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "FLAREDB_SYNC") {
 		t.Fatalf("bad env value: %v", err)
 	}
 }
@@ -178,4 +178,72 @@ func FuzzParseSize(f *testing.F) {
 			t.Fatalf("round trip of %q: %v -> %q -> %v, %v", s, n, n.String(), back, err)
 		}
 	})
+}
+
+// TestUnselectedEngineSettings: settings of an engine other than the
+// selected one are refused (they would be ignored), naming each key; the
+// selected engine's own settings are accepted.
+func TestUnselectedEngineSettings(t *testing.T) {
+	cases := []struct {
+		name, toml string
+		want       []string // substrings of the error; none: valid
+	}{
+		{"rocksdb tuned, rocksdb chosen", "[engine]\nname = \"rocksdb\"\n[engine.rocksdb]\nblock_cache_size = \"1GiB\"\n", nil},
+		{"badger tuned, badger chosen", "[engine]\nname = \"badger\"\n[engine.badger]\nmemtable_size = \"8MiB\"\n", nil},
+		{"rocksdb tuned, badger chosen", "[engine]\nname = \"badger\"\n[engine.rocksdb]\nblock_cache_size = \"1GiB\"\ncompression = \"zstd\"\n",
+			[]string{"engine.rocksdb.block_cache_size, engine.rocksdb.compression set but engine.name is \"badger\""}},
+		{"badger tuned, plugin chosen", "[engine]\nname = \"plugin\"\n[engine.plugin]\npath = \"/bin/sh\"\n[engine.badger]\nmemtable_size = \"8MiB\"\n",
+			[]string{"engine.badger.memtable_size set", "[engine.plugin.options]"}},
+		{"plugin settings, rocksdb chosen", "[engine.plugin]\nargs = [\"-v\"]\nstop_timeout = \"1s\"\n[engine.plugin.options]\nx = \"1\"\n",
+			[]string{"engine.plugin.args, engine.plugin.options, engine.plugin.stop_timeout set but engine.name is \"rocksdb\""}},
+		{"call timeout zero", "[engine]\ncall_timeout = \"0s\"\n", []string{"engine.call_timeout: must be positive"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			if err := c.Parse("test", []byte(tc.toml)); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate(stock)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("valid config refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestEmptyEnvOverrides: a variable that is set but empty overrides like an
+// empty flag (it disables the metrics listener); an unset one does not.
+func TestEmptyEnvOverrides(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"unset", map[string]string{}, Default().MetricsListen},
+		{"empty", map[string]string{"FLAREDB_METRICS_LISTEN": ""}, ""},
+		{"set", map[string]string{"FLAREDB_METRICS_LISTEN": "127.0.0.1:9"}, "127.0.0.1:9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := RegisterFlags(pflag.NewFlagSet("t", pflag.ContinueOnError))
+			c, err := f.Resolve("", func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MetricsListen != tc.want {
+				t.Fatalf("metrics_listen = %q, want %q", c.MetricsListen, tc.want)
+			}
+		})
+	}
 }

@@ -49,6 +49,7 @@ var overrides = []override{
 		c.Engine.Sync = b
 		return nil
 	}},
+	{"call-timeout", "bound on one engine call made for many clients", func(c *Config, v string) error { return c.Engine.CallTimeout.Set(v) }},
 	{"plugin-path", "plugin binary (with --engine plugin)", str(func(c *Config) *string { return &c.Engine.Plugin.Path })},
 	{"plugin-sha256", "expected SHA-256 of the plugin binary", str(func(c *Config) *string { return &c.Engine.Plugin.SHA256 })},
 	{"max-key-size", "largest key", size(func(c *Config) *Size { return &c.Limits.MaxKeySize })},
@@ -84,22 +85,25 @@ func RegisterFlags(fs *pflag.FlagSet) *Flags {
 }
 
 // Resolve builds the effective configuration: defaults, then the TOML file
-// at path (if path is not empty), then environment variables from getenv,
-// then the flags that were set. Every override problem is reported, joined
-// with the file's, before validation (which the caller runs).
-func (f *Flags) Resolve(path string, getenv func(string) string) (Config, error) {
+// at path (if path is not empty), then environment variables from
+// lookupEnv (os.LookupEnv when nil), then the flags that were set. A
+// variable that is set but empty counts, as an empty flag does:
+// FLAREDB_METRICS_LISTEN= disables the metrics listener. Every override
+// problem is reported, joined with the file's, before validation (which the
+// caller runs).
+func (f *Flags) Resolve(path string, lookupEnv func(string) (string, bool)) (Config, error) {
 	c := Default()
 	if path != "" {
 		if err := c.Load(path); err != nil {
 			return c, err
 		}
 	}
-	if getenv == nil {
-		getenv = os.Getenv
+	if lookupEnv == nil {
+		lookupEnv = os.LookupEnv
 	}
 	var errs []string
 	for _, o := range overrides {
-		if v := getenv(EnvName(o.flag)); v != "" {
+		if v, ok := lookupEnv(EnvName(o.flag)); ok {
 			if err := o.set(&c, v); err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", EnvName(o.flag), err))
 			}

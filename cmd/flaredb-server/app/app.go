@@ -1,6 +1,7 @@
 // Package app is the flaredb-server command: flags, configuration, the
 // stock engines wired in by name, signals and graceful shutdown. The main
-// package only calls Main.
+// package only calls Main. Being a command, it may import any FlareDB
+// package; no package imports it.
 package app
 
 import (
@@ -96,7 +97,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = os.Getenv("FLAREDB_CONFIG")
 	}
-	cfg, err := flags.Resolve(path, os.Getenv)
+	cfg, err := flags.Resolve(path, os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "flaredb-server: %v\n", err)
 		return exitConfig
