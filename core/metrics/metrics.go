@@ -1,6 +1,7 @@
 // Package metrics defines the server's Prometheus metrics in one place, on a
 // registry of their own (no global state). A nil *Metrics is valid and
-// records nothing, so library code and tests need not set one up.
+// records nothing, so library code and tests need not set one up. It imports
+// nothing of FlareDB's: the packages that record metrics import it.
 package metrics
 
 import (

@@ -1,6 +1,7 @@
 // Package testplugins holds small plugin binaries used by the tests of the
 // plugin host and the certification cases: one main package per
-// misbehaviour. They are built by the tests (go build) and never shipped.
+// misbehaviour. They are built by the tests (go build) and never shipped;
+// no other package may import them.
 //
 //   - memory:   the in-memory reference engine served with the SDK
 //   - stray:    an engine that writes to standard output while opening and

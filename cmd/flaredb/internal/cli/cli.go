@@ -1,6 +1,8 @@
 // Package cli implements the flaredb command-line tool: a cobra command tree
 // over the Go client (package client). The main package only calls Main;
-// NewRootCommand lets other binaries mount extra subcommands.
+// NewRootCommand lets other binaries mount extra subcommands. It talks to
+// servers only through package client and the public API: it must not
+// import the server, the core service or any engine.
 package cli
 
 import (
