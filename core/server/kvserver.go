@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/kv"
@@ -23,20 +27,37 @@ const (
 	scanPageBytes = 1 << 20
 )
 
-// streamInFlight bounds the requests one multiplexed stream may have in
-// progress; the stream stops reading until some finish.
-const streamInFlight = 4096
+// Bounds of the multiplexed stream (Stream).
+const (
+	// streamInFlight bounds the requests one stream may have in progress;
+	// the stream stops reading until some finish.
+	streamInFlight = 4096
+	// maxResultsPerMsg and maxBytesPerMsg bound the answers coalesced into
+	// one StreamResponse (less than maxBytesPerMsg when the message limit
+	// is smaller); a single larger answer within the limit is sent alone.
+	maxResultsPerMsg = 1024
+	maxBytesPerMsg   = 4 << 20
+	// answerHeadroom is kept below limits.max_message_size as a margin
+	// beyond the exact framing of an answer in a StreamResponse; an answer
+	// that does not fit is replaced by a TOO_LARGE error for its request
+	// alone. The configuration guarantees max_message_size >= max_key_size
+	// + max_value_size + 1 KiB, and an answer carrying one value at the
+	// limit is under 100 bytes more than the value, so such answers always
+	// fit.
+	answerHeadroom = 64
+)
 
 // kvServer implements kvpb.KVServer over a kv.Service. Errors are
 // translated to status codes here and only here (toStatus).
 type kvServer struct {
 	kvpb.UnimplementedKVServer
-	svc          *kv.Service
-	m            *metrics.Metrics
-	mode         string
-	start        time.Time
-	maxMsg       int
-	maxScanLimit int
+	svc   *kv.Service
+	m     *metrics.Metrics
+	mode  string
+	start time.Time
+	// maxMsg is limits.max_message_size, the gRPC send and receive limit;
+	// zero or less means none.
+	maxMsg int
 }
 
 func durability(d kvpb.Durability) kv.Durability {
@@ -262,14 +283,55 @@ func (s *kvServer) Status(ctx context.Context, _ *kvpb.StatusRequest) (*kvpb.Sta
 	}, nil
 }
 
+// streamAnswer is one answer of the multiplexed stream with the bytes it
+// adds to a StreamResponse, computed once, by the request's goroutine.
+type streamAnswer struct {
+	r    *kvpb.StreamResult
+	size int
+}
+
+// answerLimit returns the most bytes one answer may add to a
+// StreamResponse.
+func (s *kvServer) answerLimit() int {
+	if s.maxMsg <= 0 {
+		return math.MaxInt
+	}
+	return s.maxMsg - answerHeadroom
+}
+
+// answer sizes r, the answer to a request that failed with err if err is
+// set. An answer too large for one message becomes a TOO_LARGE error; the
+// error returned is the request's, for metrics.
+func (s *kvServer) answer(r *kvpb.StreamResult, err error) (streamAnswer, error) {
+	if err == nil {
+		n := proto.Size(r)
+		if size := resultSize(n); size <= s.answerLimit() {
+			return streamAnswer{r: r, size: size}, nil
+		}
+		err = fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size)",
+			engine.ErrTooLarge, n, s.maxMsg)
+	}
+	r = &kvpb.StreamResult{Id: r.GetId(), Error: toStreamError(err)}
+	return streamAnswer{r: r, size: resultSize(proto.Size(r))}, err
+}
+
+// resultSize returns the bytes a StreamResult of n encoded bytes adds to a
+// StreamResponse: its tag (field 1, results), length and body.
+func resultSize(n int) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(n)
+}
+
 // Stream implements kvpb.KVServer: the multiplexed stream. Each request
 // runs in its own goroutine (so writes from one message join the write
 // pipeline together and share one engine call); the Gets of one message
 // are read together, in one engine call. Answers are coalesced: the
-// sender packs every answer that is ready into one message.
+// sender packs the answers that are ready into one message, up to
+// maxResultsPerMsg answers and maxBytesPerMsg bytes (or the message limit
+// when smaller). An answer too large for any message fails its own request
+// with TOO_LARGE; the stream and its other requests carry on.
 func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 	ctx := stream.Context()
-	results := make(chan *kvpb.StreamResult, 1024)
+	results := make(chan streamAnswer, 1024)
 	sem := make(chan struct{}, streamInFlight)
 	var wg sync.WaitGroup
 	sendErr := make(chan error, 1)
@@ -277,28 +339,44 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 
 	go func() {
 		defer close(senderDone)
-		for r := range results {
-			msg := &kvpb.StreamResponse{Results: []*kvpb.StreamResult{r}}
+		budget := min(maxBytesPerMsg, s.answerLimit())
+		send := func(msg *kvpb.StreamResponse) bool {
+			err := stream.Send(msg)
+			if err == nil {
+				return true
+			}
+			select {
+			case sendErr <- err:
+			default:
+			}
+			// Keep draining so that handlers never block.
+			for range results {
+			}
+			return false
+		}
+		for a := range results {
+			msg := &kvpb.StreamResponse{Results: []*kvpb.StreamResult{a.r}}
+			size := a.size
 		more:
-			for len(msg.Results) < 1024 {
+			for len(msg.Results) < maxResultsPerMsg && size < budget {
 				select {
-				case r2, ok := <-results:
+				case a2, ok := <-results:
 					if !ok {
 						break more
 					}
-					msg.Results = append(msg.Results, r2)
+					if size+a2.size > budget {
+						if !send(msg) {
+							return
+						}
+						msg, size = &kvpb.StreamResponse{}, 0
+					}
+					msg.Results = append(msg.Results, a2.r)
+					size += a2.size
 				default:
 					break more
 				}
 			}
-			if err := stream.Send(msg); err != nil {
-				select {
-				case sendErr <- err:
-				default:
-				}
-				// Keep draining so that handlers never block.
-				for range results {
-				}
+			if !send(msg) {
 				return
 			}
 		}
@@ -363,7 +441,7 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 
 // streamGets answers the Gets of one stream message with one engine read
 // when every key is valid, or one by one otherwise.
-func (s *kvServer) streamGets(ctx context.Context, ops []*kvpb.StreamOp, results chan<- *kvpb.StreamResult) {
+func (s *kvServer) streamGets(ctx context.Context, ops []*kvpb.StreamOp, results chan<- streamAnswer) {
 	start := time.Now()
 	if len(ops) > 1 && len(ops) <= s.svc.Limits().MaxBatchOps {
 		keys := make([][]byte, len(ops))
@@ -371,11 +449,23 @@ func (s *kvServer) streamGets(ctx context.Context, ops []*kvpb.StreamOp, results
 			keys[i] = op.GetGet().GetKey()
 		}
 		if es, err := s.svc.BatchGet(ctx, keys); err == nil {
+			var failed error
+			nFailed := 0
 			for i, e := range es {
-				results <- &kvpb.StreamResult{Id: ops[i].Id, Response: &kvpb.StreamResult_Get{
-					Get: &kvpb.GetResponse{Found: e.Version != 0, Value: e.Value, Version: e.Version}}}
+				a, err := s.answer(&kvpb.StreamResult{Id: ops[i].Id, Response: &kvpb.StreamResult_Get{
+					Get: &kvpb.GetResponse{Found: e.Version != 0, Value: e.Value, Version: e.Version}}}, nil)
+				if err != nil {
+					failed = err
+					nFailed++
+				}
+				results <- a
 			}
-			s.observe("Stream/Get", start, nil, len(ops))
+			if n := len(ops) - nFailed; n > 0 {
+				s.observe("Stream/Get", start, nil, n)
+			}
+			if nFailed > 0 {
+				s.observe("Stream/Get", start, failed, nFailed)
+			}
 			return
 		}
 	}
@@ -396,8 +486,9 @@ func (s *kvServer) observe(method string, start time.Time, err error, n int) {
 	s.m.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
 }
 
-// streamOne runs one request of the multiplexed stream.
-func (s *kvServer) streamOne(ctx context.Context, op *kvpb.StreamOp) *kvpb.StreamResult {
+// streamOne runs one request of the multiplexed stream and returns its
+// answer, sized (see answer).
+func (s *kvServer) streamOne(ctx context.Context, op *kvpb.StreamOp) streamAnswer {
 	start := time.Now()
 	out := &kvpb.StreamResult{Id: op.Id}
 	var err error
@@ -446,10 +537,7 @@ func (s *kvServer) streamOne(ctx context.Context, op *kvpb.StreamOp) *kvpb.Strea
 	// A nil sub-request reaches the handlers as a nil pointer; they read
 	// it through the generated getters, which make it an empty request
 	// that validation rejects.
-	if err != nil {
-		out.Error = toStreamError(err)
-		out.Response = nil
-	}
+	a, err := s.answer(out, err)
 	s.observe(method, start, err, 1)
-	return out
+	return a
 }

@@ -1,0 +1,257 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flaredb/flaredb/core/config"
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/server"
+	"github.com/flaredb/flaredb/engines/memengine"
+	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
+)
+
+// Sizes of TestStreamAnswerSize: a small message limit, and values just
+// under it, so that any two answers carrying one value exceed it.
+const (
+	testMaxMsg   = 1 << 20
+	testValueLen = testMaxMsg - 16<<10
+)
+
+// startSizeServer starts the server on the memory engine with a message
+// limit of testMaxMsg and returns a client whose own receive limit is far
+// above it, so that only the server's limit applies.
+func startSizeServer(t *testing.T) kvpb.KVClient {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MetricsListen = ""
+	cfg.DataDir = t.TempDir()
+	cfg.Engine.Name = "memory"
+	cfg.Limits.MaxValueSize = testMaxMsg - 8<<10
+	cfg.Limits.MaxMessageSize = testMaxMsg
+	openers := server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
+		return memengine.New(), nil
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := server.Start(ctx, cfg, openers, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	conn, err := grpc.NewClient(srv.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64*testMaxMsg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return kvpb.NewKVClient(conn)
+}
+
+func getOp(id uint64, key string) *kvpb.StreamOp {
+	return &kvpb.StreamOp{Id: id, Request: &kvpb.StreamOp_Get{Get: &kvpb.GetRequest{Key: []byte(key)}}}
+}
+
+func batchGetOp(id uint64, keys ...string) *kvpb.StreamOp {
+	r := &kvpb.BatchGetRequest{}
+	for _, k := range keys {
+		r.Keys = append(r.Keys, []byte(k))
+	}
+	return &kvpb.StreamOp{Id: id, Request: &kvpb.StreamOp_BatchGet{BatchGet: r}}
+}
+
+func putOp(id uint64, key, value string) *kvpb.StreamOp {
+	return &kvpb.StreamOp{Id: id, Request: &kvpb.StreamOp_Put{Put: &kvpb.PutRequest{Key: []byte(key), Value: []byte(value)}}}
+}
+
+// exchange sends ops in one StreamRequest and receives until every op has
+// its answer; it returns the answers by id and the number of messages
+// they came in, checking that no message exceeds the server's limit.
+func exchange(t *testing.T, st kvpb.KV_StreamClient, ops []*kvpb.StreamOp) (map[uint64]*kvpb.StreamResult, int) {
+	t.Helper()
+	want := make(map[uint64]bool, len(ops))
+	for _, op := range ops {
+		want[op.Id] = true
+	}
+	if err := st.Send(&kvpb.StreamRequest{Ops: ops}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	got := make(map[uint64]*kvpb.StreamResult, len(ops))
+	msgs := 0
+	for len(got) < len(want) {
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatalf("receive after %d of %d answers: %v", len(got), len(want), err)
+		}
+		msgs++
+		if n := proto.Size(resp); n > testMaxMsg {
+			t.Fatalf("message of %d bytes exceeds the %d-byte limit", n, testMaxMsg)
+		}
+		for _, r := range resp.Results {
+			if !want[r.Id] || got[r.Id] != nil {
+				t.Fatalf("unexpected or repeated answer %d", r.Id)
+			}
+			got[r.Id] = r
+		}
+	}
+	return got, msgs
+}
+
+// TestStreamAnswerSize checks that the multiplexed stream keeps each
+// message under limits.max_message_size: answers that do not fit together
+// are split across messages, and an answer that cannot fit in any message
+// fails its own request with TOO_LARGE while the stream and the other
+// requests carry on.
+func TestStreamAnswerSize(t *testing.T) {
+	c := startSizeServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, testValueLen) }
+	for i := range 4 {
+		if _, err := c.Put(ctx, &kvpb.PutRequest{Key: fmt.Appendf(nil, "big/%d", i), Value: big(i)}); err != nil {
+			t.Fatalf("put big/%d: %v", i, err)
+		}
+	}
+	for _, k := range []string{"small/a", "small/b"} {
+		if _, err := c.Put(ctx, &kvpb.PutRequest{Key: []byte(k), Value: []byte(k)}); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+
+	// check inspects the answer to one op.
+	type check func(t *testing.T, r *kvpb.StreamResult)
+	value := func(want []byte) check {
+		return func(t *testing.T, r *kvpb.StreamResult) {
+			if g := r.GetGet(); r.Error != nil || g == nil || !g.Found || !bytes.Equal(g.Value, want) {
+				t.Errorf("answer %d: error %v, want a Get of %d bytes", r.Id, r.Error, len(want))
+			}
+		}
+	}
+	entries := func(want ...[]byte) check {
+		return func(t *testing.T, r *kvpb.StreamResult) {
+			b := r.GetBatchGet()
+			if r.Error != nil || b == nil || len(b.Entries) != len(want) {
+				t.Fatalf("answer %d: error %v, want a BatchGet of %d entries", r.Id, r.Error, len(want))
+			}
+			for i, e := range b.Entries {
+				if !bytes.Equal(e.Value, want[i]) || e.Version == 0 {
+					t.Errorf("answer %d entry %d: %d bytes version %d, want %d bytes", r.Id, i, len(e.Value), e.Version, len(want[i]))
+				}
+			}
+		}
+	}
+	put := func(t *testing.T, r *kvpb.StreamResult) {
+		if r.Error != nil || r.GetPut() == nil || r.GetPut().Version == 0 {
+			t.Errorf("answer %d: error %v, want a Put", r.Id, r.Error)
+		}
+	}
+	tooLarge := func(t *testing.T, r *kvpb.StreamResult) {
+		e := r.Error
+		if e == nil || r.Response != nil {
+			t.Fatalf("answer %d: %v, want a TOO_LARGE error", r.Id, r)
+		}
+		if e.Reason != kvpb.ReasonTooLarge || codes.Code(e.Code) != codes.InvalidArgument {
+			t.Errorf("answer %d: code %v reason %q, want InvalidArgument TOO_LARGE", r.Id, codes.Code(e.Code), e.Reason)
+		}
+		if !strings.Contains(e.Message, fmt.Sprintf("%d-byte message limit", testMaxMsg)) {
+			t.Errorf("answer %d: message %q does not name the limit", r.Id, e.Message)
+		}
+	}
+
+	cases := []struct {
+		name string
+		ops  []*kvpb.StreamOp
+		want map[uint64]check
+		// minMsgs is the fewest messages the answers can come in.
+		minMsgs int
+		// written is the key and value the case's Put writes.
+		written [2]string
+	}{{
+		name: "oversized answer fails alone",
+		ops: []*kvpb.StreamOp{
+			batchGetOp(1, "big/0", "big/1"),
+			getOp(2, "small/a"),
+			putOp(3, "small/new", "n"),
+			batchGetOp(4, "small/a", "small/b"),
+			getOp(5, "big/2"),
+		},
+		want: map[uint64]check{
+			1: tooLarge,
+			2: value([]byte("small/a")),
+			3: put,
+			4: entries([]byte("small/a"), []byte("small/b")),
+			5: value(big(2)),
+		},
+		minMsgs: 1,
+		written: [2]string{"small/new", "n"},
+	}, {
+		name: "answers within the limit are split across messages",
+		ops: []*kvpb.StreamOp{
+			// Several Gets are read together (streamGets).
+			getOp(1, "big/0"),
+			getOp(2, "big/1"),
+			getOp(3, "big/2"),
+			getOp(4, "big/3"),
+			batchGetOp(5, "big/1"),
+			getOp(6, "small/b"),
+			putOp(7, "small/other", "o"),
+		},
+		want: map[uint64]check{
+			1: value(big(0)),
+			2: value(big(1)),
+			3: value(big(2)),
+			4: value(big(3)),
+			5: entries(big(1)),
+			6: value([]byte("small/b")),
+			7: put,
+		},
+		// No two answers carrying a big value fit in one message.
+		minMsgs: 5,
+		written: [2]string{"small/other", "o"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			st, err := c.Stream(sctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, msgs := exchange(t, st, tc.ops)
+			for id, chk := range tc.want {
+				chk(t, got[id])
+			}
+			if msgs < tc.minMsgs {
+				t.Errorf("answers came in %d messages, want at least %d", msgs, tc.minMsgs)
+			}
+
+			// The stream still serves requests, and the writes above were
+			// applied.
+			later, _ := exchange(t, st, []*kvpb.StreamOp{getOp(100, tc.written[0]), getOp(101, "small/a")})
+			value([]byte(tc.written[1]))(t, later[100])
+			value([]byte("small/a"))(t, later[101])
+			if err := st.CloseSend(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
