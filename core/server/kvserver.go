@@ -329,10 +329,16 @@ func resultSize(n int) int {
 // maxResultsPerMsg answers and maxBytesPerMsg bytes (or the message limit
 // when smaller). An answer too large for any message fails its own request
 // with TOO_LARGE; the stream and its other requests carry on.
+//
+// A request runs under its own timeout_nanos, if set, and a StreamCancel
+// op naming its id cancels it (Gets excepted: those of one message are
+// read together, under the latest of their deadlines). Either way it is
+// answered DEADLINE_EXCEEDED or CANCELLED without waiting for the engine.
 func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 	ctx := stream.Context()
 	results := make(chan streamAnswer, 1024)
 	sem := make(chan struct{}, streamInFlight)
+	inflight := &streamCalls{cancels: make(map[uint64]*context.CancelFunc)}
 	var wg sync.WaitGroup
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
@@ -407,20 +413,29 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 		}
 		var gets []*kvpb.StreamOp
 		for _, op := range req.Ops {
-			if g, ok := op.Request.(*kvpb.StreamOp_Get); ok && g.Get != nil {
-				gets = append(gets, op)
+			switch r := op.Request.(type) {
+			case *kvpb.StreamOp_Cancel:
+				inflight.cancel(op.Id)
 				continue
+			case *kvpb.StreamOp_Get:
+				if r.Get != nil {
+					gets = append(gets, op)
+					continue
+				}
 			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				return finish(ctx.Err())
 			}
+			octx, done := inflight.start(ctx, op)
 			wg.Add(1)
 			go func(op *kvpb.StreamOp) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				results <- s.streamOne(ctx, op)
+				a := s.streamOne(octx, op)
+				done()
+				results <- a
 			}(op)
 		}
 		if len(gets) > 0 {
@@ -429,13 +444,77 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 			case <-ctx.Done():
 				return finish(ctx.Err())
 			}
+			gctx, cancel := getsContext(ctx, gets)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				s.streamGets(ctx, gets, results)
+				s.streamGets(gctx, gets, results)
+				cancel()
 			}()
 		}
+	}
+}
+
+// opContext returns the context of one stream request: the stream's,
+// bounded by the request's timeout_nanos when set.
+func opContext(ctx context.Context, op *kvpb.StreamOp) (context.Context, context.CancelFunc) {
+	if t := op.GetTimeoutNanos(); t > 0 {
+		return context.WithTimeout(ctx, time.Duration(t))
+	}
+	return context.WithCancel(ctx)
+}
+
+// getsContext returns the context of the Gets of one message, read
+// together: bounded by the latest of their deadlines when every Get has
+// one (a Get whose own deadline passed first is answered anyway; its
+// client has stopped waiting). Gets are not cancelled one by one.
+func getsContext(ctx context.Context, gets []*kvpb.StreamOp) (context.Context, context.CancelFunc) {
+	var latest int64
+	for _, op := range gets {
+		t := op.GetTimeoutNanos()
+		if t <= 0 {
+			return context.WithCancel(ctx)
+		}
+		latest = max(latest, t)
+	}
+	return context.WithTimeout(ctx, time.Duration(latest))
+}
+
+// streamCalls holds the cancel function of each request of one stream in
+// progress (Gets excepted), by id, for the client's cancel messages.
+type streamCalls struct {
+	mu      sync.Mutex
+	cancels map[uint64]*context.CancelFunc
+}
+
+// start returns op's context and the function to call when op is done.
+func (c *streamCalls) start(ctx context.Context, op *kvpb.StreamOp) (context.Context, func()) {
+	octx, cancel := opContext(ctx, op)
+	token := &cancel
+	c.mu.Lock()
+	if old := c.cancels[op.Id]; old != nil {
+		(*old)() // a client reusing an id in progress: the old request loses
+	}
+	c.cancels[op.Id] = token
+	c.mu.Unlock()
+	return octx, func() {
+		c.mu.Lock()
+		if c.cancels[op.Id] == token {
+			delete(c.cancels, op.Id)
+		}
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// cancel cancels request id if it is in progress.
+func (c *streamCalls) cancel(id uint64) {
+	c.mu.Lock()
+	cancel := c.cancels[id]
+	c.mu.Unlock()
+	if cancel != nil {
+		(*cancel)()
 	}
 }
 

@@ -1624,7 +1624,13 @@ type StreamOp struct {
 	//	*StreamOp_Delete
 	//	*StreamOp_Cas
 	//	*StreamOp_Batch
-	Request       isStreamOp_Request `protobuf_oneof:"request"`
+	//	*StreamOp_Cancel
+	Request isStreamOp_Request `protobuf_oneof:"request"`
+	// The time the caller still allows, in nanoseconds, when it sent the
+	// request (0: no deadline). Past it the server stops waiting for the
+	// request and answers DEADLINE_EXCEEDED (for a write, the outcome is
+	// unknown), as a unary call's deadline does.
+	TimeoutNanos  int64 `protobuf:"varint,8,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1727,6 +1733,22 @@ func (x *StreamOp) GetBatch() *BatchRequest {
 	return nil
 }
 
+func (x *StreamOp) GetCancel() *StreamCancel {
+	if x != nil {
+		if x, ok := x.Request.(*StreamOp_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+func (x *StreamOp) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
+}
+
 type isStreamOp_Request interface {
 	isStreamOp_Request()
 }
@@ -1755,6 +1777,13 @@ type StreamOp_Batch struct {
 	Batch *BatchRequest `protobuf:"bytes,7,opt,name=batch,proto3,oneof"`
 }
 
+type StreamOp_Cancel struct {
+	// Cancels the request with this id if it is still in progress (its
+	// answer then carries CANCELLED; for a write, the outcome is unknown).
+	// A cancel gets no answer of its own.
+	Cancel *StreamCancel `protobuf:"bytes,9,opt,name=cancel,proto3,oneof"`
+}
+
 func (*StreamOp_Get) isStreamOp_Request() {}
 
 func (*StreamOp_BatchGet) isStreamOp_Request() {}
@@ -1767,6 +1796,44 @@ func (*StreamOp_Cas) isStreamOp_Request() {}
 
 func (*StreamOp_Batch) isStreamOp_Request() {}
 
+func (*StreamOp_Cancel) isStreamOp_Request() {}
+
+type StreamCancel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCancel) Reset() {
+	*x = StreamCancel{}
+	mi := &file_kvpb_v1_kv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCancel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCancel) ProtoMessage() {}
+
+func (x *StreamCancel) ProtoReflect() protoreflect.Message {
+	mi := &file_kvpb_v1_kv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCancel.ProtoReflect.Descriptor instead.
+func (*StreamCancel) Descriptor() ([]byte, []int) {
+	return file_kvpb_v1_kv_proto_rawDescGZIP(), []int{24}
+}
+
 type StreamResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Results       []*StreamResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
@@ -1776,7 +1843,7 @@ type StreamResponse struct {
 
 func (x *StreamResponse) Reset() {
 	*x = StreamResponse{}
-	mi := &file_kvpb_v1_kv_proto_msgTypes[24]
+	mi := &file_kvpb_v1_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1855,7 @@ func (x *StreamResponse) String() string {
 func (*StreamResponse) ProtoMessage() {}
 
 func (x *StreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_v1_kv_proto_msgTypes[24]
+	mi := &file_kvpb_v1_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1868,7 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
 func (*StreamResponse) Descriptor() ([]byte, []int) {
-	return file_kvpb_v1_kv_proto_rawDescGZIP(), []int{24}
+	return file_kvpb_v1_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamResponse) GetResults() []*StreamResult {
@@ -1831,7 +1898,7 @@ type StreamResult struct {
 
 func (x *StreamResult) Reset() {
 	*x = StreamResult{}
-	mi := &file_kvpb_v1_kv_proto_msgTypes[25]
+	mi := &file_kvpb_v1_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1910,7 @@ func (x *StreamResult) String() string {
 func (*StreamResult) ProtoMessage() {}
 
 func (x *StreamResult) ProtoReflect() protoreflect.Message {
-	mi := &file_kvpb_v1_kv_proto_msgTypes[25]
+	mi := &file_kvpb_v1_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1923,7 @@ func (x *StreamResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamResult.ProtoReflect.Descriptor instead.
 func (*StreamResult) Descriptor() ([]byte, []int) {
-	return file_kvpb_v1_kv_proto_rawDescGZIP(), []int{25}
+	return file_kvpb_v1_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StreamResult) GetId() uint64 {
@@ -2083,7 +2150,7 @@ const file_kvpb_v1_kv_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\":\n" +
 	"\rStreamRequest\x12)\n" +
-	"\x03ops\x18\x01 \x03(\v2\x17.flaredb.kv.v1.StreamOpR\x03ops\"\xe9\x02\n" +
+	"\x03ops\x18\x01 \x03(\v2\x17.flaredb.kv.v1.StreamOpR\x03ops\"\xc5\x03\n" +
 	"\bStreamOp\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
 	"\x03get\x18\x02 \x01(\v2\x19.flaredb.kv.v1.GetRequestH\x00R\x03get\x12=\n" +
@@ -2091,8 +2158,11 @@ const file_kvpb_v1_kv_proto_rawDesc = "" +
 	"\x03put\x18\x04 \x01(\v2\x19.flaredb.kv.v1.PutRequestH\x00R\x03put\x126\n" +
 	"\x06delete\x18\x05 \x01(\v2\x1c.flaredb.kv.v1.DeleteRequestH\x00R\x06delete\x128\n" +
 	"\x03cas\x18\x06 \x01(\v2$.flaredb.kv.v1.CompareAndSwapRequestH\x00R\x03cas\x123\n" +
-	"\x05batch\x18\a \x01(\v2\x1b.flaredb.kv.v1.BatchRequestH\x00R\x05batchB\t\n" +
-	"\arequest\"G\n" +
+	"\x05batch\x18\a \x01(\v2\x1b.flaredb.kv.v1.BatchRequestH\x00R\x05batch\x125\n" +
+	"\x06cancel\x18\t \x01(\v2\x1b.flaredb.kv.v1.StreamCancelH\x00R\x06cancel\x12#\n" +
+	"\rtimeout_nanos\x18\b \x01(\x03R\ftimeoutNanosB\t\n" +
+	"\arequest\"\x0e\n" +
+	"\fStreamCancel\"G\n" +
 	"\x0eStreamResponse\x125\n" +
 	"\aresults\x18\x01 \x03(\v2\x1b.flaredb.kv.v1.StreamResultR\aresults\"\xa0\x03\n" +
 	"\fStreamResult\x12\x0e\n" +
@@ -2146,7 +2216,7 @@ func file_kvpb_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvpb_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_kvpb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_kvpb_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_kvpb_v1_kv_proto_goTypes = []any{
 	(ConditionKind)(0),             // 0: flaredb.kv.v1.ConditionKind
 	(Durability)(0),                // 1: flaredb.kv.v1.Durability
@@ -2175,8 +2245,9 @@ var file_kvpb_v1_kv_proto_goTypes = []any{
 	(*Error)(nil),                  // 24: flaredb.kv.v1.Error
 	(*StreamRequest)(nil),          // 25: flaredb.kv.v1.StreamRequest
 	(*StreamOp)(nil),               // 26: flaredb.kv.v1.StreamOp
-	(*StreamResponse)(nil),         // 27: flaredb.kv.v1.StreamResponse
-	(*StreamResult)(nil),           // 28: flaredb.kv.v1.StreamResult
+	(*StreamCancel)(nil),           // 27: flaredb.kv.v1.StreamCancel
+	(*StreamResponse)(nil),         // 28: flaredb.kv.v1.StreamResponse
+	(*StreamResult)(nil),           // 29: flaredb.kv.v1.StreamResult
 }
 var file_kvpb_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: flaredb.kv.v1.Condition.kind:type_name -> flaredb.kv.v1.ConditionKind
@@ -2199,37 +2270,38 @@ var file_kvpb_v1_kv_proto_depIdxs = []int32{
 	11, // 17: flaredb.kv.v1.StreamOp.delete:type_name -> flaredb.kv.v1.DeleteRequest
 	13, // 18: flaredb.kv.v1.StreamOp.cas:type_name -> flaredb.kv.v1.CompareAndSwapRequest
 	17, // 19: flaredb.kv.v1.StreamOp.batch:type_name -> flaredb.kv.v1.BatchRequest
-	28, // 20: flaredb.kv.v1.StreamResponse.results:type_name -> flaredb.kv.v1.StreamResult
-	24, // 21: flaredb.kv.v1.StreamResult.error:type_name -> flaredb.kv.v1.Error
-	6,  // 22: flaredb.kv.v1.StreamResult.get:type_name -> flaredb.kv.v1.GetResponse
-	8,  // 23: flaredb.kv.v1.StreamResult.batch_get:type_name -> flaredb.kv.v1.BatchGetResponse
-	10, // 24: flaredb.kv.v1.StreamResult.put:type_name -> flaredb.kv.v1.PutResponse
-	12, // 25: flaredb.kv.v1.StreamResult.delete:type_name -> flaredb.kv.v1.DeleteResponse
-	14, // 26: flaredb.kv.v1.StreamResult.cas:type_name -> flaredb.kv.v1.CompareAndSwapResponse
-	18, // 27: flaredb.kv.v1.StreamResult.batch:type_name -> flaredb.kv.v1.BatchResponse
-	5,  // 28: flaredb.kv.v1.KV.Get:input_type -> flaredb.kv.v1.GetRequest
-	7,  // 29: flaredb.kv.v1.KV.BatchGet:input_type -> flaredb.kv.v1.BatchGetRequest
-	9,  // 30: flaredb.kv.v1.KV.Put:input_type -> flaredb.kv.v1.PutRequest
-	11, // 31: flaredb.kv.v1.KV.Delete:input_type -> flaredb.kv.v1.DeleteRequest
-	13, // 32: flaredb.kv.v1.KV.CompareAndSwap:input_type -> flaredb.kv.v1.CompareAndSwapRequest
-	17, // 33: flaredb.kv.v1.KV.Batch:input_type -> flaredb.kv.v1.BatchRequest
-	19, // 34: flaredb.kv.v1.KV.Scan:input_type -> flaredb.kv.v1.ScanRequest
-	21, // 35: flaredb.kv.v1.KV.Status:input_type -> flaredb.kv.v1.StatusRequest
-	25, // 36: flaredb.kv.v1.KV.Stream:input_type -> flaredb.kv.v1.StreamRequest
-	6,  // 37: flaredb.kv.v1.KV.Get:output_type -> flaredb.kv.v1.GetResponse
-	8,  // 38: flaredb.kv.v1.KV.BatchGet:output_type -> flaredb.kv.v1.BatchGetResponse
-	10, // 39: flaredb.kv.v1.KV.Put:output_type -> flaredb.kv.v1.PutResponse
-	12, // 40: flaredb.kv.v1.KV.Delete:output_type -> flaredb.kv.v1.DeleteResponse
-	14, // 41: flaredb.kv.v1.KV.CompareAndSwap:output_type -> flaredb.kv.v1.CompareAndSwapResponse
-	18, // 42: flaredb.kv.v1.KV.Batch:output_type -> flaredb.kv.v1.BatchResponse
-	20, // 43: flaredb.kv.v1.KV.Scan:output_type -> flaredb.kv.v1.ScanResponse
-	23, // 44: flaredb.kv.v1.KV.Status:output_type -> flaredb.kv.v1.StatusResponse
-	27, // 45: flaredb.kv.v1.KV.Stream:output_type -> flaredb.kv.v1.StreamResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	27, // 20: flaredb.kv.v1.StreamOp.cancel:type_name -> flaredb.kv.v1.StreamCancel
+	29, // 21: flaredb.kv.v1.StreamResponse.results:type_name -> flaredb.kv.v1.StreamResult
+	24, // 22: flaredb.kv.v1.StreamResult.error:type_name -> flaredb.kv.v1.Error
+	6,  // 23: flaredb.kv.v1.StreamResult.get:type_name -> flaredb.kv.v1.GetResponse
+	8,  // 24: flaredb.kv.v1.StreamResult.batch_get:type_name -> flaredb.kv.v1.BatchGetResponse
+	10, // 25: flaredb.kv.v1.StreamResult.put:type_name -> flaredb.kv.v1.PutResponse
+	12, // 26: flaredb.kv.v1.StreamResult.delete:type_name -> flaredb.kv.v1.DeleteResponse
+	14, // 27: flaredb.kv.v1.StreamResult.cas:type_name -> flaredb.kv.v1.CompareAndSwapResponse
+	18, // 28: flaredb.kv.v1.StreamResult.batch:type_name -> flaredb.kv.v1.BatchResponse
+	5,  // 29: flaredb.kv.v1.KV.Get:input_type -> flaredb.kv.v1.GetRequest
+	7,  // 30: flaredb.kv.v1.KV.BatchGet:input_type -> flaredb.kv.v1.BatchGetRequest
+	9,  // 31: flaredb.kv.v1.KV.Put:input_type -> flaredb.kv.v1.PutRequest
+	11, // 32: flaredb.kv.v1.KV.Delete:input_type -> flaredb.kv.v1.DeleteRequest
+	13, // 33: flaredb.kv.v1.KV.CompareAndSwap:input_type -> flaredb.kv.v1.CompareAndSwapRequest
+	17, // 34: flaredb.kv.v1.KV.Batch:input_type -> flaredb.kv.v1.BatchRequest
+	19, // 35: flaredb.kv.v1.KV.Scan:input_type -> flaredb.kv.v1.ScanRequest
+	21, // 36: flaredb.kv.v1.KV.Status:input_type -> flaredb.kv.v1.StatusRequest
+	25, // 37: flaredb.kv.v1.KV.Stream:input_type -> flaredb.kv.v1.StreamRequest
+	6,  // 38: flaredb.kv.v1.KV.Get:output_type -> flaredb.kv.v1.GetResponse
+	8,  // 39: flaredb.kv.v1.KV.BatchGet:output_type -> flaredb.kv.v1.BatchGetResponse
+	10, // 40: flaredb.kv.v1.KV.Put:output_type -> flaredb.kv.v1.PutResponse
+	12, // 41: flaredb.kv.v1.KV.Delete:output_type -> flaredb.kv.v1.DeleteResponse
+	14, // 42: flaredb.kv.v1.KV.CompareAndSwap:output_type -> flaredb.kv.v1.CompareAndSwapResponse
+	18, // 43: flaredb.kv.v1.KV.Batch:output_type -> flaredb.kv.v1.BatchResponse
+	20, // 44: flaredb.kv.v1.KV.Scan:output_type -> flaredb.kv.v1.ScanResponse
+	23, // 45: flaredb.kv.v1.KV.Status:output_type -> flaredb.kv.v1.StatusResponse
+	28, // 46: flaredb.kv.v1.KV.Stream:output_type -> flaredb.kv.v1.StreamResponse
+	38, // [38:47] is the sub-list for method output_type
+	29, // [29:38] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_kvpb_v1_kv_proto_init() }
@@ -2244,8 +2316,9 @@ func file_kvpb_v1_kv_proto_init() {
 		(*StreamOp_Delete)(nil),
 		(*StreamOp_Cas)(nil),
 		(*StreamOp_Batch)(nil),
+		(*StreamOp_Cancel)(nil),
 	}
-	file_kvpb_v1_kv_proto_msgTypes[25].OneofWrappers = []any{
+	file_kvpb_v1_kv_proto_msgTypes[26].OneofWrappers = []any{
 		(*StreamResult_Get)(nil),
 		(*StreamResult_BatchGet)(nil),
 		(*StreamResult_Put)(nil),
@@ -2259,7 +2332,7 @@ func file_kvpb_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvpb_v1_kv_proto_rawDesc), len(file_kvpb_v1_kv_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
