@@ -159,6 +159,15 @@ func (c *Client) run(ctx context.Context, idempotent bool, op *kvpb.StreamOp,
 	var data []byte
 	if op != nil && !c.opts.unary && !c.noStream.Load() {
 		op.Id = c.ids.Add(1)
+		// The server stops waiting for the request when the caller would
+		// have (as it does for a unary call's deadline).
+		if d, ok := ctx.Deadline(); ok {
+			t := time.Until(d)
+			if t <= 0 {
+				return context.DeadlineExceeded
+			}
+			op.TimeoutNanos = int64(t)
+		}
 		b, err := proto.Marshal(&kvpb.StreamRequest{Ops: []*kvpb.StreamOp{op}})
 		if err != nil {
 			return invalid("encoding request: %v", err)

@@ -13,6 +13,7 @@ import (
 	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
@@ -238,14 +239,28 @@ func (s *session) enqueue(cl *call) bool {
 }
 
 // abandon forgets cl, whose caller has gone: it is not sent if it is still
-// queued, and its answer is dropped.
+// queued, its answer is dropped, and if it was sent the server is asked to
+// cancel it (so that it stops waiting for it, as for a unary call whose
+// caller went away).
 func (s *session) abandon(cl *call) {
 	s.mu.Lock()
 	cl.gone = true
-	if s.pending != nil {
-		delete(s.pending, cl.id)
+	if s.broken {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pending, cl.id)
+	if cl.sent {
+		if data, err := proto.Marshal(&kvpb.StreamRequest{Ops: []*kvpb.StreamOp{{
+			Id: cl.id, Request: &kvpb.StreamOp_Cancel{Cancel: &kvpb.StreamCancel{}}}}}); err == nil {
+			s.queue = append(s.queue, &call{id: cl.id, data: data})
+		}
 	}
 	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // take removes the next message's worth of calls from the queue and marks
