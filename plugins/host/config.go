@@ -19,6 +19,7 @@ const (
 	DefaultInitialBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultStableAfter    = time.Minute
+	DefaultHangTimeout    = 30 * time.Second
 )
 
 // maxSocketDirLen is the longest SocketDir whose socket paths fit.
@@ -65,6 +66,12 @@ type Config struct {
 	SocketDir string
 	// Restart is the restart policy after the plugin process dies.
 	Restart RestartPolicy
+	// HangTimeout is how long a plugin may leave a liveness probe
+	// unanswered (default 30s; negative: never probe). The host probes
+	// (a one-key Read) when a call ends with its caller's deadline passed
+	// and no answer; a plugin that does not answer the probe in time is
+	// taken for hung: it is killed and restarted as after a crash.
+	HangTimeout time.Duration
 	// ProtocolVersion is the engine protocol version the host offers in
 	// the handshake; 0 means engine.ProtocolVersion, the only one this
 	// host can speak. Certification sets another to check that a plugin
@@ -156,6 +163,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if r.StartTimeout == 0 {
 		r.StartTimeout = DefaultStartTimeout
+	}
+	if r.HangTimeout == 0 {
+		r.HangTimeout = DefaultHangTimeout
 	}
 	if r.StopTimeout == 0 {
 		r.StopTimeout = DefaultStopTimeout

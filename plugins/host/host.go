@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -114,6 +115,7 @@ type generation struct {
 	eng     *wire.Client
 	desc    engine.Description
 	started time.Time
+	probing atomic.Bool // a liveness probe is running
 }
 
 // Open launches the plugin cfg describes and returns it as an
@@ -599,6 +601,46 @@ func (p *Plugin) translate(ctx context.Context, err error) error {
 	return err
 }
 
+// livenessKey is the key a liveness probe reads: any valid key will do.
+var livenessKey = []byte("\xffflaredb/host/liveness")
+
+// unanswered reports whether a call's error means its caller's deadline
+// passed before the plugin answered; if so, it probes g.
+func (p *Plugin) unanswered(ctx context.Context, g *generation, err error) {
+	if errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		p.probe(g)
+	}
+}
+
+// probe checks, in the background, that g still answers: a Read of one key
+// within HangTimeout. A generation that does not is killed; its supervisor
+// restarts it as after a crash. One probe runs at a time per generation.
+func (p *Plugin) probe(g *generation) {
+	if p.cfg.HangTimeout < 0 || !g.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer g.probing.Store(false)
+		ctx, cancel := context.WithTimeout(p.stopCtx, p.cfg.HangTimeout)
+		defer cancel()
+		_, err := g.eng.Read(ctx, [][]byte{livenessKey})
+		if err == nil || ctx.Err() == nil || p.stopCtx.Err() != nil {
+			return // answered (an error is an answer), or the host is closing
+		}
+		p.mu.Lock()
+		current := p.cur == g
+		if current {
+			p.lastErr = fmt.Errorf("%w: plugin %s answered no liveness probe within %v: killed to restart it", engine.ErrUnavailable, p.hostName, p.cfg.HangTimeout)
+		}
+		p.mu.Unlock()
+		if !current {
+			return
+		}
+		p.log.Error("plugin answered no liveness probe: killing it so that it restarts", "pid", g.runner.PID(), "hang_timeout", p.cfg.HangTimeout)
+		_ = g.runner.Kill(context.Background())
+	}()
+}
+
 // Read implements engine.Engine: one call to the plugin.
 func (p *Plugin) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
 	g, err := p.acquire()
@@ -608,6 +650,7 @@ func (p *Plugin) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 	defer p.release()
 	out, err := g.eng.Read(ctx, keys)
 	if err != nil {
+		p.unanswered(ctx, g, err)
 		return nil, p.translate(ctx, err)
 	}
 	return out, nil
@@ -624,6 +667,7 @@ func (p *Plugin) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 	defer p.release()
 	out, err := g.eng.Apply(ctx, writes, opts)
 	if err != nil {
+		p.unanswered(ctx, g, err)
 		return nil, p.translate(ctx, err)
 	}
 	return out, nil

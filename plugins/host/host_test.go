@@ -325,6 +325,66 @@ func TestStrayStdout(t *testing.T) {
 	}
 }
 
+// TestHungPluginIsKilledAndRestarted: a plugin process that stops
+// answering (SIGSTOP) leaves its callers to their deadlines; the host then
+// probes it, and when the probe is not answered within HangTimeout it
+// kills the process and restarts the plugin like a crashed one.
+func TestHungPluginIsKilledAndRestarted(t *testing.T) {
+	p, rec := launch(t, "crashy", func(c *host.Config) {
+		c.Restart.InitialBackoff = 10 * time.Millisecond
+		c.HangTimeout = time.Second
+	})
+	ctx := ctxT(t)
+	if _, err := p.Apply(ctx, []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.PID()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := p.Apply(short, []engine.Write{put("__freeze__", "x", 2)}, engine.ApplyOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write to a frozen plugin: %v", err)
+	}
+	if !waitFor(func() bool { s := p.Status(); return s.State == host.StateRunning && s.Restarts == 1 }) {
+		t.Fatalf("not restarted: %+v\n%s", p.Status(), rec.dump())
+	}
+	if p.PID() == pid {
+		t.Fatal("same pid after restart")
+	}
+	if haveProc() && processAlive(pid) {
+		t.Fatalf("the frozen process %d is still alive", pid)
+	}
+	if len(rec.find("liveness probe")) == 0 {
+		t.Errorf("no liveness probe in the log:\n%s", rec.dump())
+	}
+	if _, err := p.Apply(ctx, []engine.Write{put("k2", "v", 3)}, engine.ApplyOptions{}); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+// TestSlowCallerDeadlineDoesNotRestart: a caller whose deadline passes on
+// a plugin that still answers triggers a probe that is answered: nothing
+// is restarted.
+func TestSlowCallerDeadlineDoesNotRestart(t *testing.T) {
+	p, _ := launch(t, "crashy", func(c *host.Config) { c.HangTimeout = 5 * time.Second })
+	ctx := ctxT(t)
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := p.Read(expired, [][]byte{[]byte("k")}); err == nil {
+		t.Fatal("read with an expired deadline succeeded")
+	}
+	// The probe (if one started) is answered; a later call still works on
+	// the same process, which was never restarted.
+	pid := p.PID()
+	for i := 0; i < 20; i++ {
+		if _, err := p.Read(ctx, [][]byte{[]byte("k")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := p.Status(); s.Restarts != 0 || p.PID() != pid {
+		t.Fatalf("restarted: %+v", s)
+	}
+}
+
 func TestCrashIsDetectedAndRestarted(t *testing.T) {
 	p, rec := launch(t, "crashy", func(c *host.Config) { c.Restart.InitialBackoff = 10 * time.Millisecond })
 	ctx := ctxT(t)

@@ -24,6 +24,10 @@ func pluginOpener() server.Opener {
 			SHA256:       p.SHA256,
 			StartTimeout: p.StartTimeout.D(),
 			StopTimeout:  p.StopTimeout.D(),
+			// A plugin that leaves an engine call unanswered past the call
+			// timeout is probed, and restarted if the probe goes unanswered
+			// as long.
+			HangTimeout: c.Engine.CallTimeout.D(),
 			Restart: host.RestartPolicy{
 				MaxBackoff:  p.RestartMaxBackoff.D(),
 				MaxRestarts: p.MaxRestarts,

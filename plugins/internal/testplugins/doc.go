@@ -9,8 +9,9 @@
 //   - hang:     never completes the handshake (and starts a child process in
 //     its process group, which the host must kill too)
 //   - badproto: speaks another engine protocol version
-//   - crashy:   the memory engine, exiting (key "__crash__") or panicking
-//     on a goroutine (key "__panic__") when such a key is written
+//   - crashy:   the memory engine, exiting (key "__crash__"), panicking
+//     on a goroutine (key "__panic__") or stopping itself with SIGSTOP (key
+//     "__freeze__") when such a key is written
 //   - forgetful: breaks the contract (Read loses every key), for certification
 //     to fail
 package testplugins

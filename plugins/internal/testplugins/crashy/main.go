@@ -1,6 +1,7 @@
 // Command crashy serves the in-memory engine as a plugin that crashes on
 // demand: writing the key "__crash__" makes it exit at once with status 70,
-// and "__panic__" makes it panic on a goroutine of its own.
+// "__panic__" makes it panic on a goroutine of its own, and "__freeze__"
+// stops the whole process (SIGSTOP), as a process that hangs.
 package main
 
 import (
@@ -26,6 +27,8 @@ func (c crashy) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOpti
 				panic("crashy: panic on demand")
 			}()
 			<-done
+		case "__freeze__":
+			freeze()
 		}
 	}
 	return c.Engine.Apply(ctx, ws, o)
