@@ -6,6 +6,47 @@
 // Engines reach it through Openers that the binary's main passes in (no
 // global registry): the server itself imports only the engine contract,
 // never an engine or the plugin host.
+//
+// # Engine directories
+//
+// Each engine opens its own directory in the data directory:
+// engine-NAME for an engine compiled in, engine-plugin for any plugin. The
+// first time an engine opens its directory, the server records the name the
+// engine describes itself with in an identity file beside it
+// (engine-plugin.identity, for example); later starts refuse, with an error
+// wrapping ErrEngineMismatch, an engine with another name (a different
+// plugin binary, say) after closing it, so that one engine never serves or
+// rewrites another's data. The stock engines also refuse, before writing
+// anything, a directory that holds another engine's files. At start the
+// server warns about engine directories holding data that the configured
+// engine does not serve.
+//
+// # Health
+//
+// The gRPC health service (the whole server, "", and the KV service) and the
+// HTTP /healthz endpoint report the same check: the engine answers a read
+// and, when it implements the optional interface
+//
+//	interface{ Healthy() error }
+//
+// Healthy returns nil. The gRPC status is SERVING from Start until Shutdown
+// makes it NOT_SERVING for good. For an engine that can fail apart from the
+// server, one served by a plugin or one with a Healthy method, it follows
+// the check meanwhile, polled every second: a plugin that is down, or whose
+// host gave up restarting it, is NOT_SERVING, and SERVING again once it
+// answers. Other in-process engines are not polled: they are up as long as
+// the server is, and a poll would add an engine read every second.
+//
+// # Metrics
+//
+// flaredb_requests_total and flaredb_request_duration_seconds count
+// requests: each unary call, each Scan, and each request carried by the
+// multiplexed Stream (labelled Stream/Get, Stream/Put, ...); the Stream
+// call itself is not a request and is not counted. flaredb_requests_in_flight
+// is the number of those requests received and not yet answered: unary
+// calls and Scans being handled, plus Stream requests received whose
+// answer has not been sent. An open Stream with nothing pending counts for
+// nothing.
 package server
 
 import (
@@ -23,8 +64,10 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -80,6 +123,13 @@ type Server struct {
 
 	serveErr chan error
 	once     sync.Once
+
+	// healthStop, closed by stopHealthWatch, stops the goroutine that
+	// keeps the gRPC health status in line with the engine; healthDone is
+	// closed when it has returned. Both are nil until it starts.
+	healthStop     chan struct{}
+	healthDone     chan struct{}
+	healthStopOnce sync.Once
 }
 
 // Addr returns the gRPC listener's address.
@@ -134,6 +184,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	if err := os.MkdirAll(engDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create engine directory: %w", err)
 	}
+	warnOtherEngineDirs(log, dataDir, engDir, cfg.Engine.Name)
 	log.Info("opening engine", "engine", cfg.Engine.Name, "mode", op.Mode, "dir", engDir)
 	if s.eng, err = op.Open(ctx, cfg, engDir, log); err != nil {
 		return nil, fmt.Errorf("open engine %q in %s: %w", cfg.Engine.Name, engDir, err)
@@ -141,6 +192,13 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	d := s.eng.Describe()
 	if d.Protocol != engine.ProtocolVersion {
 		return nil, fmt.Errorf("engine %q implements contract version %d, this server needs %d", d.Name, d.Protocol, engine.ProtocolVersion)
+	}
+	if d.Name == "" {
+		return nil, fmt.Errorf("engine %q (in %s) describes itself without a name: the server cannot record which engine owns the directory", cfg.Engine.Name, engDir)
+	}
+	// The engine is closed (by release) if the directory is another's.
+	if err := claimEngineDir(engDir, d.Name); err != nil {
+		return nil, err
 	}
 	if st, ok := s.eng.(interface{ Stats() kvengine.Stats }); ok {
 		s.metrics.RegisterEngineStats(func() (uint64, uint64) {
@@ -208,6 +266,10 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(kvpb.KV_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if _, ok := s.eng.(interface{ Healthy() error }); ok || op.Mode == "plugin" {
+		s.healthStop, s.healthDone = make(chan struct{}), make(chan struct{})
+		go s.watchHealth()
+	}
 	go func() {
 		if err := s.grpc.Serve(s.lis); err != nil {
 			s.serveErr <- fmt.Errorf("grpc server: %w", err)
@@ -223,13 +285,111 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 func (s *Server) Err() <-chan error { return s.serveErr }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if _, err := s.svc.Get(ctx, []byte("\x00flaredb-health")); err != nil {
+	if err := s.checkHealth(r.Context()); err != nil {
 		http.Error(w, "engine: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// healthInterval is how often the gRPC health status is brought in line
+// with the engine's health.
+const healthInterval = time.Second
+
+// healthTimeout bounds one health check.
+const healthTimeout = 2 * time.Second
+
+// healthKey is the key the health check reads.
+var healthKey = []byte("\x00flaredb-health")
+
+// checkHealth is the one health check, for /healthz and the gRPC health
+// service: the engine's own verdict when it offers one (the optional
+// Healthy method), then a read through the service, as a client's would
+// go. It returns nil when the engine can serve.
+func (s *Server) checkHealth(ctx context.Context) error {
+	if h, ok := s.eng.(interface{ Healthy() error }); ok {
+		if err := h.Healthy(); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	_, err := s.svc.Get(ctx, healthKey)
+	return err
+}
+
+// watchHealth sets the gRPC health status of the server and the KV service
+// from checkHealth every healthInterval, logging changes, until
+// stopHealthWatch. Start has set it to SERVING.
+func (s *Server) watchHealth() {
+	defer close(s.healthDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// A check in progress ends when the watch is stopped.
+		select {
+		case <-s.healthStop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	serving := true
+	for {
+		select {
+		case <-s.healthStop:
+			return
+		case <-t.C:
+		}
+		err := s.checkHealth(ctx)
+		if ctx.Err() != nil {
+			return // stopped during the check: its verdict means nothing
+		}
+		if (err == nil) == serving {
+			continue
+		}
+		serving = err == nil
+		st := healthpb.HealthCheckResponse_SERVING
+		if serving {
+			s.log.Info("engine healthy again: health status SERVING")
+		} else {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+			s.log.Warn("engine unhealthy: health status NOT_SERVING", "err", err)
+		}
+		// After Shutdown the health server ignores these.
+		s.health.SetServingStatus("", st)
+		s.health.SetServingStatus(kvpb.KV_ServiceDesc.ServiceName, st)
+	}
+}
+
+// stopHealthWatch stops watchHealth and waits for it to return. It is
+// safe to call more than once, and before the watch started.
+func (s *Server) stopHealthWatch() {
+	if s.healthStop == nil {
+		return
+	}
+	s.healthStopOnce.Do(func() { close(s.healthStop) })
+	<-s.healthDone
+}
+
+// warnOtherEngineDirs logs a warning for each engine directory in dataDir,
+// other than engDir, that holds data: the configured engine does not serve
+// it. It only reads.
+func warnOtherEngineDirs(log *slog.Logger, dataDir, engDir, configured string) {
+	others, err := otherEngineDirs(dataDir, engDir)
+	if err != nil {
+		log.Warn("cannot list the data directory's engine directories", "dir", dataDir, "err", err)
+		return
+	}
+	for _, o := range others {
+		owner := o.Engine
+		if owner == "" {
+			owner = "unrecorded"
+		}
+		log.Warn("the data directory holds another engine directory, whose data this engine selection does not serve",
+			"dir", o.Path, "owner", owner, "engine", configured, "serving_dir", engDir)
+	}
 }
 
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -246,7 +406,18 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	return resp, err
 }
 
+// streamInterceptor counts a streaming call as one request (a Scan, for
+// example), except the multiplexed Stream: it is not a request but carries
+// them, and the KV server counts each one in requests_total
+// (Stream/Get, ...), so counting the call too would count twice. For it,
+// in-flight follows its requests, from their arrival to their answer's
+// sending (see muxStream).
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if info.FullMethod == kvpb.KV_Stream_FullMethodName {
+		ms := &muxStream{ServerStream: ss, inFlight: s.metrics.InFlight}
+		defer ms.finish()
+		return h(srv, ms)
+	}
 	start := time.Now()
 	s.metrics.InFlight.Inc()
 	defer s.metrics.InFlight.Dec()
@@ -259,6 +430,43 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	return err
 }
 
+// muxStream counts the requests of one multiplexed Stream in flight: each
+// request of a message received adds one, each answer of a message sent
+// takes one away, and finish takes away those never answered (the stream
+// ended first). The KV server answers every request exactly once.
+type muxStream struct {
+	grpc.ServerStream
+	inFlight prometheus.Gauge
+	pending  atomic.Int64 // received and not yet answered
+}
+
+// RecvMsg implements grpc.ServerStream.
+func (m *muxStream) RecvMsg(msg any) error {
+	err := m.ServerStream.RecvMsg(msg)
+	if req, ok := msg.(*kvpb.StreamRequest); ok && err == nil && len(req.Ops) > 0 {
+		m.pending.Add(int64(len(req.Ops)))
+		m.inFlight.Add(float64(len(req.Ops)))
+	}
+	return err
+}
+
+// SendMsg implements grpc.ServerStream.
+func (m *muxStream) SendMsg(msg any) error {
+	if resp, ok := msg.(*kvpb.StreamResponse); ok && len(resp.Results) > 0 {
+		m.pending.Add(-int64(len(resp.Results)))
+		m.inFlight.Sub(float64(len(resp.Results)))
+	}
+	return m.ServerStream.SendMsg(msg)
+}
+
+// finish takes the requests still pending out of the gauge, once the
+// handler has returned (and so sends nothing more).
+func (m *muxStream) finish() {
+	if n := m.pending.Swap(0); n != 0 {
+		m.inFlight.Sub(float64(n))
+	}
+}
+
 // Shutdown stops the server gracefully: health turns NOT_SERVING, new calls
 // are refused, calls in flight drain until ctx ends (then they are
 // cancelled), the write pipeline finishes, and the engine, oracle and
@@ -267,6 +475,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		s.log.Info("shutting down: draining in-flight calls")
+		s.stopHealthWatch()
 		s.health.Shutdown()
 		done := make(chan struct{})
 		go func() {
@@ -294,6 +503,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // release closes whatever Start opened, in reverse order.
 func (s *Server) release() error {
 	var errs []error
+	s.stopHealthWatch()
 	if s.grpc != nil {
 		s.grpc.Stop()
 	}

@@ -49,11 +49,14 @@ func Open(dir string, opts *Options) (engine.Engine, error) {
 // OpenStore opens (creating it unless opts.ErrorIfNotExists) the Badger
 // database in dir as a kvengine.Store. A nil opts means every default.
 //
-// It returns an error wrapping engine.ErrInvalidArgument for invalid options
-// or an empty dir, and otherwise an error naming dir when the database cannot
-// be opened: the directory is unusable, the database is missing and
-// ErrorIfNotExists is set, or it is locked by another process or by another
-// open store in this process.
+// It returns an error wrapping engine.ErrInvalidArgument for invalid options,
+// an empty dir, or a directory that is not empty but holds no Badger database
+// (no MANIFEST file; the plugin host's lock file and lost+found do not
+// count), which is left untouched: it may be another engine's, whose files
+// Badger would otherwise delete. Otherwise it returns an error naming dir
+// when the database cannot be opened: the directory is unusable, the
+// database is missing and ErrorIfNotExists is set, or it is locked by another
+// process or by another open store in this process.
 //
 // The store is safe for concurrent use. Values and keys it returns are copies
 // owned by the caller; slices passed to it are not kept after a call
@@ -99,9 +102,14 @@ func openStore(dir string, o *Options) (*store, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	// Before anything is created or written: refuse a directory that holds
+	// something other than a Badger database.
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	cfg := o.withDefaults()
 	if cfg.ErrorIfNotExists {
-		matches, _ := filepath.Glob(filepath.Join(dir, "MANIFEST"))
+		matches, _ := filepath.Glob(filepath.Join(dir, markerFile))
 		if len(matches) == 0 {
 			return nil, fmt.Errorf("badgerengine: open %s: no database there (ErrorIfNotExists is set)", dir)
 		}

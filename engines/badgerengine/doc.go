@@ -19,6 +19,17 @@
 // write: any byte string is a valid key, as the contract requires. The prefix
 // is not part of the keys this package returns.
 //
+// # Directories
+//
+// Open and OpenStore create a database in a directory that is missing or
+// empty, and open the one a directory holds (it has a MANIFEST file). They
+// refuse, with an error wrapping engine.ErrInvalidArgument and before
+// creating or writing anything, a directory that is not empty but holds no
+// Badger database: another engine's directory, for example, whose table
+// files Badger would delete as unknown to its new MANIFEST. The FlareDB
+// plugin host's lock file (.flaredb-plugin.lock) and a lost+found directory
+// do not count as contents.
+//
 // # Writes and durability
 //
 // A Store.Write is one read-write Badger transaction, so a batch is applied

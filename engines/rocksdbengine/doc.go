@@ -23,6 +23,17 @@
 // engine.ErrUnsupported that says rocksdb is not compiled in; use the rocksdb
 // plugin binary, or build with CGO_ENABLED=1 and librocksdb-dev.
 //
+// # Directories
+//
+// Open and OpenStore create a database in a directory that is missing or
+// empty, and open the one a directory holds (it has a CURRENT file). They
+// refuse, with an error wrapping engine.ErrInvalidArgument and before
+// creating or writing anything, a directory that is not empty but holds no
+// RocksDB database: another engine's directory, for example, whose files
+// RocksDB would take for obsolete ones of its own and delete. The FlareDB
+// plugin host's lock file (.flaredb-plugin.lock) and a lost+found directory
+// do not count as contents.
+//
 // # Durability
 //
 // A Store.Write with sync set is written with RocksDB's WriteOptions.sync, so

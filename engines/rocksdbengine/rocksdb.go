@@ -44,11 +44,14 @@ func Open(dir string, opts *Options) (engine.Engine, error) {
 // OpenStore opens (creating it unless opts.ErrorIfNotExists) the RocksDB
 // database in dir as a kvengine.Store. A nil opts means every default.
 //
-// It returns an error wrapping engine.ErrInvalidArgument for invalid options
-// or an empty dir, and otherwise an error naming dir when the database cannot
-// be opened: the directory is unusable, the database is missing and
-// ErrorIfNotExists is set, or its LOCK is held by another process or by
-// another open store in this process.
+// It returns an error wrapping engine.ErrInvalidArgument for invalid options,
+// an empty dir, or a directory that is not empty but holds no RocksDB
+// database (no CURRENT file; the plugin host's lock file and lost+found do
+// not count), which is left untouched: it may be another engine's, whose
+// files RocksDB would otherwise delete. Otherwise it returns an error naming
+// dir when the database cannot be opened: the directory is unusable, the
+// database is missing and ErrorIfNotExists is set, or its LOCK is held by
+// another process or by another open store in this process.
 //
 // The store is safe for concurrent use. Values it returns are copied out of
 // RocksDB's C memory and owned by the caller; slices passed to it are never
@@ -93,9 +96,14 @@ func openStore(dir string, o *Options) (*store, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	// Before anything is created or written: refuse a directory that holds
+	// something other than a RocksDB database.
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
 	cfg := o.withDefaults()
 	if cfg.ErrorIfNotExists {
-		if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
 			return nil, fmt.Errorf("rocksdbengine: open %s: no database there (ErrorIfNotExists is set): %w", dir, err)
 		}
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -1,0 +1,184 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrEngineMismatch reports that the engine directory belongs to another
+// engine than the one the server opened: its identity file records another
+// name. Start returns it wrapped, after closing the engine.
+var ErrEngineMismatch = errors.New("server: engine directory belongs to another engine")
+
+// identitySuffix ends the name of the identity file that sits beside an
+// engine directory: DATA_DIR/engine-plugin.identity records which engine
+// owns DATA_DIR/engine-plugin. It lives beside the directory, not inside
+// it, because engines refuse directories holding files they do not know.
+const identitySuffix = ".identity"
+
+// engineDirPrefix begins the name of every engine directory in the data
+// directory (engine-rocksdb, engine-plugin, ...).
+const engineDirPrefix = "engine-"
+
+// identity is the content of an identity file.
+type identity struct {
+	// Engine is the name the engine gave in its Description when the
+	// server first opened the directory.
+	Engine string `json:"engine"`
+	// Dir is the engine directory's name, for whoever reads the file.
+	Dir string `json:"dir"`
+}
+
+// identityPath returns the identity file of engine directory engDir.
+func identityPath(engDir string) string { return filepath.Clean(engDir) + identitySuffix }
+
+// readIdentity returns the identity recorded for engDir, or ok false when
+// none is.
+func readIdentity(engDir string) (id identity, ok bool, err error) {
+	path := identityPath(engDir)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return identity{}, false, nil
+	}
+	if err != nil {
+		return identity{}, false, fmt.Errorf("read engine identity %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &id); err != nil || id.Engine == "" {
+		if err == nil {
+			err = errors.New(`no "engine" field`)
+		}
+		return identity{}, false, fmt.Errorf("engine identity %s is unreadable (%v): it records which engine owns %s; "+
+			"restore it, or remove it only if you know which engine wrote that directory", path, err, engDir)
+	}
+	return id, true, nil
+}
+
+// claimEngineDir checks that engDir belongs to the engine named name and
+// records that it does. When no identity is recorded yet, it writes one
+// (atomically: a temporary file, synced, renamed over, then the directory
+// synced). When one is, and it names another engine, it returns an error
+// wrapping ErrEngineMismatch that names both engines and the directory.
+func claimEngineDir(engDir, name string) error {
+	id, ok, err := readIdentity(engDir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return writeIdentity(engDir, identity{Engine: name, Dir: filepath.Base(engDir)})
+	}
+	if id.Engine != name {
+		return fmt.Errorf("%w: %s holds the data of engine %q (recorded in %s), but the configured engine describes itself as %q: "+
+			"refusing to start so that %q does not serve or touch %q's data; configure the %q engine again, or use another data_dir",
+			ErrEngineMismatch, engDir, id.Engine, identityPath(engDir), name, name, id.Engine, id.Engine)
+	}
+	return nil
+}
+
+// writeIdentity replaces engDir's identity file with id, atomically and
+// durably.
+func writeIdentity(engDir string, id identity) (err error) {
+	path := identityPath(engDir)
+	parent := filepath.Dir(path)
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write engine identity %s: %w", path, err)
+	}
+	b = append(b, '\n')
+	f, err := os.CreateTemp(parent, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write engine identity %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write engine identity %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write engine identity %s: sync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write engine identity %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o640); err != nil {
+		return fmt.Errorf("write engine identity %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write engine identity %s: %w", path, err)
+	}
+	if err := syncDir(parent); err != nil {
+		return fmt.Errorf("write engine identity %s: sync %s: %w", path, parent, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, so that a rename in it survives a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// strayEngineDir is an engine directory the configured engine does not use.
+type strayEngineDir struct {
+	Path   string
+	Engine string // as recorded in its identity file, or "" when none is
+}
+
+// otherEngineDirs returns the engine directories in dataDir other than
+// engDir that hold anything (the plugin host's lock file aside): data that
+// the configured engine does not serve.
+func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
+	entries, err := os.ReadDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []strayEngineDir
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), engineDirPrefix) || e.Name() == filepath.Base(engDir) {
+			continue
+		}
+		p := filepath.Join(dataDir, e.Name())
+		inner, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		used := false
+		for _, x := range inner {
+			if x.Name() != pluginLockFile {
+				used = true
+				break
+			}
+		}
+		if !used {
+			continue
+		}
+		s := strayEngineDir{Path: p}
+		if id, ok, err := readIdentity(p); err == nil && ok {
+			s.Engine = id.Engine
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// pluginLockFile is the lock file the plugin host keeps in a plugin's data
+// directory (plugins/host.LockFileName; the server does not import the
+// host).
+const pluginLockFile = ".flaredb-plugin.lock"
