@@ -15,14 +15,18 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flaredb/flaredb/core/config"
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/kv"
+	"github.com/flaredb/flaredb/internal/servertest"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
 
-func dial(t *testing.T, f *fakeServer, opts ...Option) *Client {
+func dial(t *testing.T, addr string, opts ...Option) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := New(ctx, f.addr, opts...)
+	c, err := New(ctx, addr, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -48,8 +52,13 @@ var modes = []struct {
 func TestOperations(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			f := startFake(t)
-			c := dial(t, f, m.opts...)
+			start := time.Now()
+			srv := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) {
+				c.Limits.MaxKeySize = 1024
+				c.Limits.MaxValueSize = 1 << 20
+				c.Limits.MaxBatchOps = 100
+			}})
+			c := dial(t, srv.Addr, m.opts...)
 			ctx := testCtx(t)
 
 			if _, _, found, err := c.Get(ctx, []byte("a")); err != nil || found {
@@ -143,25 +152,76 @@ func TestOperations(t *testing.T) {
 			if err != nil || len(rev) != 4 || string(rev[0].Key) != "s09" || rev[0].Value != nil || rev[0].Version == 0 {
 				t.Fatalf("ScanAll reverse: %+v %v", rev, err)
 			}
-			n := 0
-			for kv, err := range c.Scan(ctx, []byte("s"), nil, ScanOptions{}) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n++; n == 5 {
-					if string(kv.Key) != "s04" {
-						t.Fatalf("5th key %q", kv.Key)
-					}
-					break
-				}
-			}
 			if _, err := c.ScanAll(ctx, []byte("b"), []byte("a"), ScanOptions{}); !errors.Is(err, ErrInvalidArgument) {
 				t.Fatalf("reversed range: %v", err)
 			}
 
+			// The server sends a scan in pages of 256 entries: 600 keys
+			// take three.
+			var versions []uint64 // of each batch: the version of all its keys
+			for b := range 6 {
+				ops := make([]Op, 100)
+				for i := range ops {
+					k := fmt.Appendf(nil, "p%03d", b*100+i)
+					ops[i] = PutOp(k, k, Always())
+				}
+				r, err := c.Batch(ctx, ops)
+				if err != nil || !r.Succeeded {
+					t.Fatalf("Batch %d: %+v %v", b, r, err)
+				}
+				versions = append(versions, r.Version)
+			}
+			all, err = c.ScanAll(ctx, []byte("p"), []byte("q"), ScanOptions{})
+			if err != nil || len(all) != 600 {
+				t.Fatalf("ScanAll pages: %d %v", len(all), err)
+			}
+			for i, kv := range all {
+				if want := fmt.Sprintf("p%03d", i); string(kv.Key) != want || string(kv.Value) != want || kv.Version != versions[i/100] {
+					t.Fatalf("ScanAll pages: entry %d is %s=%s@%d", i, kv.Key, kv.Value, kv.Version)
+				}
+			}
+			rev, err = c.ScanAll(ctx, []byte("p"), []byte("q"), ScanOptions{Reverse: true, Limit: 300, KeysOnly: true})
+			if err != nil || len(rev) != 300 || string(rev[0].Key) != "p599" || string(rev[299].Key) != "p300" || rev[299].Value != nil {
+				t.Fatalf("ScanAll pages reverse: %d %v", len(rev), err)
+			}
+			// Breaking out of a scan, in its first page or a later one.
+			for _, tc := range []struct {
+				start string
+				n     int
+				want  string
+			}{{"s", 5, "s04"}, {"p", 300, "p299"}} {
+				n := 0
+				for kv, err := range c.Scan(ctx, []byte(tc.start), nil, ScanOptions{}) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					if n++; n == tc.n {
+						if string(kv.Key) != tc.want {
+							t.Fatalf("scan from %q: key %d is %q, want %q", tc.start, n, kv.Key, tc.want)
+						}
+						break
+					}
+				}
+				if n != tc.n {
+					t.Fatalf("scan from %q: %d keys, want at least %d", tc.start, n, tc.n)
+				}
+			}
+
 			st, err := c.Status(ctx)
-			if err != nil || st.Engine != "map" || st.Limits.MaxBatchOps != 100 || st.Uptime != 3*time.Second {
-				t.Fatalf("Status: %+v %v", st, err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng := srv.Engine()
+			wantLimits := Limits{MaxKeySize: 1024, MaxValueSize: 1 << 20, MaxBatchOps: 100,
+				MaxMessageSize: uint64(config.Default().Limits.MaxMessageSize)}
+			if st.Engine != eng.Name || st.EngineVersion != eng.Version || st.EngineProtocol != uint32(eng.Protocol) ||
+				st.EngineMode != "in-process" || st.ServerVersion == "" || !st.SyncDefault || st.Limits != wantLimits ||
+				st.LastVersion != versions[5] {
+				t.Fatalf("Status: %+v, engine %+v, last version %d", st, eng, versions[5])
+			}
+			// Uptime travels in whole seconds.
+			if st.Uptime < 0 || st.Uptime%time.Second != 0 || st.Uptime > time.Since(start) {
+				t.Fatalf("Status: uptime %v", st.Uptime)
 			}
 
 			if _, _, _, err := c.Get(ctx, nil); !errors.Is(err, ErrInvalidArgument) {
@@ -172,8 +232,8 @@ func TestOperations(t *testing.T) {
 }
 
 func TestReturnedSlicesAreOwned(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f)
+	srv := servertest.Start(t, nil)
+	c := dial(t, srv.Addr)
 	ctx := testCtx(t)
 	key, val := []byte("k"), []byte("value")
 	if _, err := c.Put(ctx, key, val); err != nil {
@@ -191,15 +251,30 @@ func TestReturnedSlicesAreOwned(t *testing.T) {
 	}
 }
 
+// streamMessages reads from the server's metrics how many stream messages
+// it received, how many ops they carried in all, and how many carried more
+// than atMost ops (atMost is a bucket bound of the histogram: 1, 2, 4, ...).
+func streamMessages(t *testing.T, srv *servertest.Server, atMost int) (msgs, ops, over int) {
+	t.Helper()
+	m := srv.Metrics()
+	bucket, ok := m[fmt.Sprintf(`flaredb_stream_message_ops_bucket{le="%d"}`, atMost)]
+	if !ok {
+		t.Fatalf("no histogram bucket le=%d in the server's metrics", atMost)
+	}
+	msgs = int(m["flaredb_stream_message_ops_count"])
+	return msgs, int(m["flaredb_stream_message_ops_sum"]), msgs - int(bucket)
+}
+
 // TestCoalescing holds the sender on its first message until n calls are
 // queued; they must then travel together in one message.
 func TestCoalescing(t *testing.T) {
 	const n = 40
-	f := startFake(t)
+	srv := servertest.Start(t, nil)
+	var cc callCounter
 	release := make(chan struct{})
 	var queued atomic.Int32
 	var first sync.Once
-	c := dial(t, f, func(o *options) {
+	c := dial(t, srv.Addr, cc.option(), func(o *options) {
 		o.testHookSend = func(int) { first.Do(func() { <-release }) }
 		o.testHookEnqueue = func() {
 			if queued.Add(1) == n {
@@ -221,13 +296,17 @@ func TestCoalescing(t *testing.T) {
 	wg.Wait()
 	// The sender took what was queued when it woke (at least one call) and
 	// stopped; once released, it packs all the rest into one message.
-	if got := f.messages.Load(); got > 2 {
-		t.Fatalf("%d puts took %d messages, want at most 2", n, got)
+	msgs, ops, over := streamMessages(t, srv, 16)
+	if ops != n {
+		t.Fatalf("the server received %d ops on the stream, want %d", ops, n)
 	}
-	if got := f.maxOpsPerMsg.Load(); got < n/2 {
-		t.Fatalf("largest message carried %d ops, want >= %d", got, n/2)
+	if msgs > 2 {
+		t.Fatalf("%d puts took %d messages, want at most 2", n, msgs)
 	}
-	if got := f.unaryCalls.Load(); got != 0 {
+	if over < 1 {
+		t.Fatalf("no message carried more than 16 ops")
+	}
+	if got := cc.unaryKV(); got != 0 {
 		t.Fatalf("%d unary calls", got)
 	}
 	kvs, err := c.BatchGet(ctx, keys)
@@ -243,14 +322,17 @@ func TestCoalescing(t *testing.T) {
 
 func TestCoalescingBound(t *testing.T) {
 	const n, bound = 40, 8
-	f := startFake(t)
+	srv := servertest.Start(t, nil)
 	release := make(chan struct{})
-	var queued atomic.Int32
+	var queued, sends, largest atomic.Int32
 	var first sync.Once
-	c := dial(t, f, WithCoalescing(bound, 0), func(o *options) {
+	c := dial(t, srv.Addr, WithCoalescing(bound, 0), func(o *options) {
 		o.testHookSend = func(ops int) {
-			if ops > bound {
-				panic("message over bound")
+			sends.Add(1)
+			for m := largest.Load(); int32(ops) > m; m = largest.Load() {
+				if largest.CompareAndSwap(m, int32(ops)) {
+					break
+				}
 			}
 			first.Do(func() { <-release })
 		}
@@ -270,17 +352,57 @@ func TestCoalescingBound(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := f.maxOpsPerMsg.Load(); got != bound {
+	if got := largest.Load(); got != bound {
 		t.Fatalf("largest message carried %d ops, want %d", got, bound)
+	}
+	// What the server received: the same messages, none over the bound,
+	// some over half of it.
+	msgs, ops, over := streamMessages(t, srv, bound)
+	_, _, overHalf := streamMessages(t, srv, bound/2)
+	if msgs != int(sends.Load()) || ops != n || over != 0 || overHalf < 1 {
+		t.Fatalf("server received %d messages (client sent %d) carrying %d ops; %d over %d ops, %d over %d",
+			msgs, sends.Load(), ops, over, bound, overHalf, bound/2)
 	}
 }
 
-// TestDispatchByID runs many concurrent calls; the fake answers each
-// message's requests in reverse order.
+// TestDispatchByID checks that answers reach their callers by id, not in
+// the order of the requests: a held request is overtaken by a later one on
+// the same stream, then many concurrent calls run.
 func TestDispatchByID(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f, WithStreams(2))
+	srv := servertest.Start(t, nil)
 	ctx := testCtx(t)
+
+	var cc callCounter
+	c1 := dial(t, srv.Addr, cc.option())
+	for _, k := range []string{"slow", "fast"} {
+		if _, err := c1.Put(ctx, []byte(k), []byte(k+"!")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold := srv.Faults.Hold([]byte("slow"))
+	slow := make(chan error, 1)
+	go func() {
+		v, _, _, err := c1.Get(ctx, []byte("slow"))
+		if err == nil && string(v) != "slow!" {
+			err = fmt.Errorf("read %q", v)
+		}
+		slow <- err
+	}()
+	if err := hold.Wait(ctx); err != nil {
+		t.Fatalf("the held Get did not reach the engine: %v", err)
+	}
+	if v, _, _, err := c1.Get(ctx, []byte("fast")); err != nil || string(v) != "fast!" {
+		t.Fatalf("Get overtaking a held one: %q %v", v, err)
+	}
+	hold.Release()
+	if err := <-slow; err != nil {
+		t.Fatalf("held Get: %v", err)
+	}
+	if got := cc.opened(); got != 1 {
+		t.Fatalf("%d streams, want 1", got)
+	}
+
+	c := dial(t, srv.Addr, WithStreams(2))
 	var wg sync.WaitGroup
 	for g := range 32 {
 		wg.Go(func() {
@@ -308,38 +430,51 @@ func TestDispatchByID(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f)
+	srv := servertest.Start(t, nil)
+	var cc callCounter
+	c := dial(t, srv.Addr, cc.option())
 	ctx := testCtx(t)
 
+	hold1 := srv.Faults.Hold([]byte("block1"))
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		_, _, _, err := c.Get(cctx, []byte("block1"))
 		done <- err
 	}()
-	<-f.seenBlocked // the request is on the server
+	if err := hold1.Wait(ctx); err != nil { // the request is on the server
+		t.Fatal(err)
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled Get: %v", err)
 	}
 
-	dctx, dcancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer dcancel()
-	if _, err := c.Put(dctx, []byte("block2"), []byte("v")); !errors.Is(err, context.DeadlineExceeded) {
+	// A deadline that passes while the request is on the server.
+	hold2 := srv.Faults.Hold([]byte("block2"))
+	dctx := newExpiringCtx()
+	go func() {
+		_, err := c.Put(dctx, []byte("block2"), []byte("v"))
+		done <- err
+	}()
+	if err := hold2.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dctx.expire()
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("timed out Put: %v", err)
 	}
-	<-f.seenBlocked
 
 	// The late answers are dropped; the stream keeps working.
-	close(f.release)
+	hold1.Release()
+	hold2.Release()
 	for i := range 20 {
 		k := fmt.Appendf(nil, "after%d", i)
 		if _, err := c.Put(ctx, k, k); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := f.streams.Load(); got != 1 {
+	if got := cc.opened(); got != 1 {
 		t.Fatalf("%d streams, want 1", got)
 	}
 
@@ -349,76 +484,133 @@ func TestContextCancel(t *testing.T) {
 	}
 }
 
+// TestStreamBreak breaks the stream while a read and a write wait in the
+// server's engine: the write, which may have been applied, is not retried;
+// the read is, on a new stream.
 func TestStreamBreak(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f, WithRetry(RetryPolicy{InitialBackoff: time.Millisecond}))
-	ctx := testCtx(t)
-	if _, err := dial(t, f, WithUnary()).Put(ctx, []byte("block-r"), []byte("r")); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name   string
+		config func(*config.Config)
+		proxy  bool
+		// breakStream breaks the stream c uses.
+		breakStream func(t *testing.T, ctx context.Context, c *Client, px *proxy)
+	}{
+		{
+			// A message over the server's limit: the server ends the stream
+			// with ResourceExhausted at once.
+			name: "server ends the stream",
+			config: func(c *config.Config) {
+				c.Limits.MaxKeySize = 1 << 10
+				c.Limits.MaxValueSize = 16 << 10
+				c.Limits.MaxMessageSize = 32 << 10
+			},
+			breakStream: func(t *testing.T, ctx context.Context, c *Client, _ *proxy) {
+				_, err := c.Put(ctx, []byte("big"), bytes.Repeat([]byte("x"), 40<<10))
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("Put on breaking stream: %v", err)
+				}
+				// The error says why the stream ended.
+				var e, cause *Error
+				if !errors.As(err, &e) || e.Code != codes.Unavailable || !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("error details: %#v", err)
+				}
+				if !errors.As(e.Unwrap(), &cause) || cause.Code != codes.ResourceExhausted {
+					t.Fatalf("cause: %#v", e.Unwrap())
+				}
+			},
+		},
+		{
+			name:        "connection cut",
+			proxy:       true,
+			breakStream: func(_ *testing.T, _ context.Context, _ *Client, px *proxy) { px.cut() },
+		},
 	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := servertest.Start(t, &servertest.Options{Config: tc.config})
+			ctx := testCtx(t)
+			if _, err := dial(t, srv.Addr, WithUnary()).Put(ctx, []byte("r"), []byte("r")); err != nil {
+				t.Fatal(err)
+			}
+			var px *proxy
+			addr := srv.Addr
+			if tc.proxy {
+				px = startProxy(t, srv.Addr)
+				addr = px.addr
+			}
+			var cc callCounter
+			c := dial(t, addr, cc.option(), WithRetry(RetryPolicy{InitialBackoff: time.Millisecond}))
 
-	readDone := make(chan error, 1)
-	go func() {
-		v, _, _, err := c.Get(ctx, []byte("block-r"))
-		if err == nil && string(v) != "r" {
-			err = fmt.Errorf("read %q", v)
-		}
-		readDone <- err
-	}()
-	writeDone := make(chan error, 1)
-	go func() {
-		_, err := c.Put(ctx, []byte("block-w"), []byte("w"))
-		writeDone <- err
-	}()
-	<-f.seenBlocked
-	<-f.seenBlocked
+			holdR, holdW := srv.Faults.Hold([]byte("r")), srv.Faults.Hold([]byte("w"))
+			read, write := make(chan error, 1), make(chan error, 1)
+			go func() {
+				v, _, _, err := c.Get(ctx, []byte("r"))
+				if err == nil && string(v) != "r" {
+					err = fmt.Errorf("read %q", v)
+				}
+				read <- err
+			}()
+			go func() {
+				_, err := c.Put(ctx, []byte("w"), []byte("w"))
+				write <- err
+			}()
+			for _, h := range []*servertest.Hold{holdR, holdW} {
+				if err := h.Wait(ctx); err != nil {
+					t.Fatalf("a request did not reach the engine: %v", err)
+				}
+			}
 
-	_, err := c.Put(ctx, []byte("break"), []byte("x"))
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Put on breaking stream: %v", err)
-	}
-	var e *Error
-	if !errors.As(err, &e) || e.Code != codes.Unavailable || !errors.Is(err, ErrInternal) {
-		t.Fatalf("error details: %#v", err)
-	}
-	// The sent write is not retried: it may have been applied.
-	if err := <-writeDone; !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("pending write: %v", err)
-	}
-	// The read is retried on a new stream.
-	if err := <-readDone; err != nil {
-		t.Fatalf("pending read: %v", err)
-	}
-	if _, err := c.Put(ctx, []byte("after"), []byte("y")); err != nil {
-		t.Fatal(err)
-	}
-	if got := f.streams.Load(); got != 2 {
-		t.Fatalf("%d streams, want 2", got)
+			tc.breakStream(t, ctx, c, px)
+			// The server goes on with the write; its answer is lost with the
+			// stream, so the client cannot know that it was applied.
+			holdW.Release()
+			err := <-write
+			var e *Error
+			if !errors.Is(err, ErrUnavailable) || !errors.As(err, &e) || e.Code != codes.Unavailable {
+				t.Fatalf("pending write: %#v", err)
+			}
+			if err := <-read; err != nil {
+				t.Fatalf("pending read: %v", err)
+			}
+			if _, err := c.Put(ctx, []byte("after"), []byte("y")); err != nil {
+				t.Fatal(err)
+			}
+			if got := cc.opened(); got != 2 {
+				t.Fatalf("%d streams, want 2", got)
+			}
+			if v, _, _, err := c.Get(ctx, []byte("w")); err != nil || string(v) != "w" {
+				t.Fatalf("Get w: %q %v", v, err)
+			}
+		})
 	}
 }
 
 func TestErrorMapping(t *testing.T) {
 	cases := []struct {
 		reason string
+		err    error // returned by the engine
 		code   codes.Code
 		is     []error
 	}{
-		{kvpb.ReasonNotFound, codes.NotFound, []error{ErrNotFound}},
-		{kvpb.ReasonTooLarge, codes.InvalidArgument, []error{ErrTooLarge, ErrInvalidArgument}},
-		{kvpb.ReasonInvalidArgument, codes.InvalidArgument, []error{ErrInvalidArgument}},
-		{kvpb.ReasonClosed, codes.Unavailable, []error{ErrClosed, ErrUnavailable}},
-		{kvpb.ReasonShuttingDown, codes.Unavailable, []error{ErrShuttingDown, ErrUnavailable}},
-		{kvpb.ReasonUnsupported, codes.Unimplemented, []error{ErrUnsupported}},
-		{kvpb.ReasonCorrupt, codes.DataLoss, []error{ErrCorrupt}},
-		{kvpb.ReasonInternal, codes.Internal, []error{ErrInternal}},
+		{kvpb.ReasonNotFound, engine.ErrNotFound, codes.NotFound, []error{ErrNotFound}},
+		{kvpb.ReasonTooLarge, engine.ErrTooLarge, codes.InvalidArgument, []error{ErrTooLarge, ErrInvalidArgument}},
+		{kvpb.ReasonInvalidArgument, engine.ErrInvalidArgument, codes.InvalidArgument, []error{ErrInvalidArgument}},
+		{kvpb.ReasonClosed, engine.ErrClosed, codes.Unavailable, []error{ErrClosed, ErrUnavailable}},
+		{kvpb.ReasonShuttingDown, kv.ErrShuttingDown, codes.Unavailable, []error{ErrShuttingDown, ErrUnavailable}},
+		{kvpb.ReasonUnsupported, engine.ErrUnsupported, codes.Unimplemented, []error{ErrUnsupported}},
+		{kvpb.ReasonCorrupt, engine.ErrCorrupt, codes.DataLoss, []error{ErrCorrupt}},
+		{kvpb.ReasonInternal, engine.ErrInternal, codes.Internal, []error{ErrInternal}},
 	}
 	for _, m := range modes[:2] {
 		t.Run(m.name, func(t *testing.T) {
-			f := startFake(t)
-			c := dial(t, f, append(m.opts, WithRetry(RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}))...)
+			srv := servertest.Start(t, nil)
+			c := dial(t, srv.Addr, append(m.opts, WithRetry(RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}))...)
 			ctx := testCtx(t)
 			for _, tc := range cases {
-				_, err := c.Put(ctx, []byte("err/"+tc.reason), []byte("v"))
+				key := []byte("err/" + tc.reason)
+				injected := fmt.Errorf("injected %s: %w", tc.reason, tc.err)
+				srv.Faults.FailKey(key, injected)
+				_, err := c.Put(ctx, key, []byte("v"))
 				for _, want := range tc.is {
 					if !errors.Is(err, want) {
 						t.Errorf("%s: %v is not %v", tc.reason, err, want)
@@ -428,7 +620,7 @@ func TestErrorMapping(t *testing.T) {
 					t.Errorf("%s: ErrNotFound match wrong", tc.reason)
 				}
 				var e *Error
-				if !errors.As(err, &e) || e.Code != tc.code || e.Reason != tc.reason || e.Message != "injected "+tc.reason {
+				if !errors.As(err, &e) || e.Code != tc.code || e.Reason != tc.reason || e.Message != injected.Error() {
 					t.Errorf("%s: %#v", tc.reason, err)
 					continue
 				}
@@ -438,30 +630,35 @@ func TestErrorMapping(t *testing.T) {
 				}
 			}
 			// A read with an Unavailable answer is retried (and fails again).
-			if _, _, _, err := c.Get(ctx, []byte("err/"+kvpb.ReasonUnavailable)); !errors.Is(err, ErrUnavailable) {
+			key := []byte("err/" + kvpb.ReasonUnavailable)
+			srv.Faults.FailKey(key, fmt.Errorf("injected: %w", engine.ErrUnavailable))
+			if _, _, _, err := c.Get(ctx, key); !errors.Is(err, ErrUnavailable) {
 				t.Errorf("get unavailable: %v", err)
+			}
+			if got := srv.Faults.Touched(key); got != 2 {
+				t.Errorf("the engine read %s %d times, want 2", key, got)
 			}
 		})
 	}
 }
 
 func TestRetryUnary(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f, WithUnary(), WithRetry(RetryPolicy{MaxAttempts: 4, InitialBackoff: time.Millisecond}))
+	srv := servertest.Start(t, nil)
+	var cc callCounter
+	c := dial(t, srv.Addr, cc.option(), WithUnary(), WithRetry(RetryPolicy{MaxAttempts: 4, InitialBackoff: time.Millisecond}))
 	ctx := testCtx(t)
-	f.failGets.Store(2)
+	srv.Faults.FailNext(servertest.CallRead, 2, fmt.Errorf("try later: %w", engine.ErrUnavailable))
 	if _, _, _, err := c.Get(ctx, []byte("k")); err != nil {
 		t.Fatalf("Get after 2 failures: %v", err)
 	}
-	if got := f.unaryCalls.Load(); got != 3 {
+	if got := cc.calls("Get"); got != 3 {
 		t.Fatalf("%d Get calls, want 3", got)
 	}
-	f.unaryCalls.Store(0)
-	f.failPuts.Store(1)
+	srv.Faults.FailNext(servertest.CallApply, 1, fmt.Errorf("try later: %w", engine.ErrUnavailable))
 	if _, err := c.Put(ctx, []byte("k"), []byte("v")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Put answered Unavailable: %v", err)
 	}
-	if got := f.unaryCalls.Load(); got != 1 {
+	if got := cc.calls("Put"); got != 1 {
 		t.Fatalf("%d Put calls, want 1 (a write that reached the server is not retried)", got)
 	}
 }
@@ -524,22 +721,27 @@ func TestNewUnreachable(t *testing.T) {
 }
 
 func TestStreamUnimplementedFallsBack(t *testing.T) {
-	f := startFake(t, func(f *fakeServer) { f.noStream = true })
-	c := dial(t, f)
+	srv := servertest.Start(t, nil)
+	front := startUnaryOnly(t, srv.Addr)
+	c := dial(t, front.addr)
 	ctx := testCtx(t)
 	for i := range 3 {
 		if _, err := c.Put(ctx, []byte("k"), fmt.Appendf(nil, "%d", i)); err != nil {
 			t.Fatalf("Put %d: %v", i, err)
 		}
 	}
-	if got := f.unaryCalls.Load(); got != 3 {
+	if got := front.calls.Load(); got != 3 {
 		t.Fatalf("%d unary calls, want 3", got)
+	}
+	if v, _, _, err := dial(t, srv.Addr).Get(ctx, []byte("k")); err != nil || string(v) != "2" {
+		t.Fatalf("Get from the server behind: %q %v", v, err)
 	}
 }
 
 func TestLargeRequestGoesUnary(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f, WithCoalescing(0, 1024))
+	srv := servertest.Start(t, nil)
+	var cc callCounter
+	c := dial(t, srv.Addr, cc.option(), WithCoalescing(0, 1024))
 	ctx := testCtx(t)
 	big := bytes.Repeat([]byte("x"), 5000)
 	if _, err := c.Put(ctx, []byte("big"), big); err != nil {
@@ -548,7 +750,7 @@ func TestLargeRequestGoesUnary(t *testing.T) {
 	if _, err := c.Put(ctx, []byte("small"), []byte("s")); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.unaryCalls.Load(); got != 1 {
+	if got := cc.unaryKV(); got != 1 {
 		t.Fatalf("%d unary calls, want 1", got)
 	}
 	v, _, _, err := c.Get(ctx, []byte("big"))
@@ -558,15 +760,18 @@ func TestLargeRequestGoesUnary(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	f := startFake(t)
-	c := dial(t, f)
+	srv := servertest.Start(t, nil)
+	c := dial(t, srv.Addr)
 	ctx := testCtx(t)
+	hold := srv.Faults.Hold([]byte("block"))
 	done := make(chan error, 1)
 	go func() {
 		_, _, _, err := c.Get(ctx, []byte("block"))
 		done <- err
 	}()
-	<-f.seenBlocked
+	if err := hold.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -601,12 +806,12 @@ func TestConditionString(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // BenchmarkPut compares the stream and unary paths under parallel load
-// against the in-process fake (go test -bench Put -cpu 2,8).
+// against a real server on the memory engine (go test -bench Put -cpu 2,8).
 func BenchmarkPut(b *testing.B) {
 	for _, m := range modes[:2] {
 		b.Run(m.name, func(b *testing.B) {
-			f := startFakeB(b)
-			c, err := New(context.Background(), f.addr, m.opts...)
+			srv := servertest.Start(b, nil)
+			c, err := New(context.Background(), srv.Addr, m.opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -626,18 +831,4 @@ func BenchmarkPut(b *testing.B) {
 			})
 		})
 	}
-}
-
-func startFakeB(b *testing.B) *fakeServer {
-	f := &fakeServer{data: map[string]*kvpb.KeyValue{}, release: make(chan struct{}), seenBlocked: make(chan string, 100)}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.addr = lis.Addr().String()
-	f.srv = grpc.NewServer()
-	kvpb.RegisterKVServer(f.srv, f)
-	go func() { _ = f.srv.Serve(lis) }()
-	b.Cleanup(f.srv.Stop)
-	return f
 }

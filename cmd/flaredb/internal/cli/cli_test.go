@@ -6,24 +6,28 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
+	"github.com/flaredb/flaredb/core/config"
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/internal/servertest"
 )
 
 type result struct {
@@ -123,86 +127,185 @@ func TestConnectionError(t *testing.T) {
 	}
 }
 
-// TestSession runs commands in order against one fake server; its versions
-// are a counter from 1, so outputs are exact.
+// TestSession runs commands in order against one real server. Its versions
+// come from a timestamp oracle, so the expected outputs name them {v1},
+// {v2}, ...: a name is bound to the number the first output that shows it
+// holds, and stands for it in later steps' arguments, input and output.
 func TestSession(t *testing.T) {
-	steps := []struct {
+	type step struct {
 		args     []string
 		stdin    string
 		code     int
 		stdout   string // exact, unless contains is set
 		contains bool
-		stderr   string // contained
-	}{
+		table    bool   // stdout is a table with tab-separated cells, aligned as the CLI aligns them
+		stderr   string // a regular expression stderr matches
+	}
+	tooLong := strings.Repeat("k", int(config.Default().Limits.MaxKeySize)+1)
+	steps := []step{
 		{args: []string{"get", "a"}, code: ExitNotFound, stderr: "key not found: a"},
 		{args: []string{"--json", "get", "a"}, code: ExitNotFound, stdout: `{"key":"a","found":false}` + "\n"},
-		{args: []string{"put", "a", "hello"}, stdout: "OK version=1\n"},
-		{args: []string{"put", "a", "world", "--prev"}, stdout: "OK version=2 previous: version=1 value=hello\n"},
-		{args: []string{"--json", "put", "b", "x", "--prev", "--async"}, stdout: `{"key":"b","version":3,"previous_version":0}` + "\n"},
-		{args: []string{"get", "a"}, stdout: "key      a\nvalue    world\nversion  2\n"},
+		{args: []string{"put", "a", "hello"}, stdout: "OK version={v1}\n"},
+		{args: []string{"put", "a", "world", "--prev"}, stdout: "OK version={v2} previous: version={v1} value=hello\n"},
+		{args: []string{"--json", "put", "b", "x", "--prev", "--async"}, stdout: `{"key":"b","version":{v3},"previous_version":0}` + "\n"},
+		{args: []string{"get", "a"}, stdout: "key      a\nvalue    world\nversion  {v2}\n"},
 		{args: []string{"get", "--value-only", "a"}, stdout: "world"},
-		{args: []string{"--json", "get", "a"}, stdout: `{"key":"a","found":true,"value":"world","version":2}` + "\n"},
-		{args: []string{"put", "file", "--value-file", "-"}, stdin: "line1\nline2\n", stdout: "OK version=4\n"},
-		{args: []string{"get", "file"}, stdout: "key      file\nvalue    \"line1\\nline2\\n\"\nversion  4\n"},
-		{args: []string{"cas", "a", "new", "--if-version", "1"}, code: ExitConditionFailed, stdout: "condition failed (version=1): current: version=2 value=world\n"},
-		{args: []string{"--json", "cas", "a", "new", "--if-value", "nope"}, code: ExitConditionFailed, stdout: `{"key":"a","succeeded":false,"version":0,"current_version":2,"current_value":"world"}` + "\n"},
-		{args: []string{"cas", "a", "new", "--if-version", "2"}, stdout: "OK version=5 previous: version=2 value=world\n"},
-		{args: []string{"cas", "c", "first", "--if-absent"}, stdout: "OK version=6 previous: absent\n"},
-		{args: []string{"cas", "c", "--delete", "--if-value", "first"}, stdout: "OK deleted previous: version=6 value=first\n"},
+		{args: []string{"--json", "get", "a"}, stdout: `{"key":"a","found":true,"value":"world","version":{v2}}` + "\n"},
+		{args: []string{"put", "file", "--value-file", "-"}, stdin: "line1\nline2\n", stdout: "OK version={v4}\n"},
+		{args: []string{"get", "file"}, stdout: "key      file\nvalue    \"line1\\nline2\\n\"\nversion  {v4}\n"},
+		{args: []string{"cas", "a", "new", "--if-version", "{v1}"}, code: ExitConditionFailed, stdout: "condition failed (version={v1}): current: version={v2} value=world\n"},
+		{args: []string{"--json", "cas", "a", "new", "--if-value", "nope"}, code: ExitConditionFailed, stdout: `{"key":"a","succeeded":false,"version":0,"current_version":{v2},"current_value":"world"}` + "\n"},
+		{args: []string{"cas", "a", "new", "--if-version", "{v2}"}, stdout: "OK version={v5} previous: version={v2} value=world\n"},
+		{args: []string{"cas", "c", "first", "--if-absent"}, stdout: "OK version={v6} previous: absent\n"},
+		{args: []string{"cas", "c", "--delete", "--if-value", "first"}, stdout: "OK deleted previous: version={v6} value=first\n"},
 		{args: []string{"cas", "c", "x", "--if-exists"}, code: ExitConditionFailed, stdout: "condition failed (exists): current: absent\n"},
-		{args: []string{"cas", "zero", "z", "--if-version", "0"}, stdout: "OK version=7 previous: absent\n"},
-		{args: []string{"delete", "zero", "--prev"}, stdout: "deleted previous: version=7 value=z\n"},
+		{args: []string{"cas", "zero", "z", "--if-version", "0"}, stdout: "OK version={v7} previous: absent\n"},
+		{args: []string{"delete", "zero", "--prev"}, stdout: "deleted previous: version={v7} value=z\n"},
 		{args: []string{"delete", "zero"}, stdout: "not found (nothing deleted)\n"},
 		{args: []string{"--json", "delete", "b"}, stdout: `{"key":"b","deleted":true}` + "\n"},
-		{args: []string{"batch", "check@5:a", "put:k1=v=1", "put@absent:k2=v2"}, contains: true,
-			stdout: "OK: applied at version 8\n#  OP     KEY  CONDITION  HELD  BEFORE\n1  check  a    version=5  yes   version=5 value=new\n2  put    k1   -          yes   absent\n"},
+		{args: []string{"batch", "check@{v5}:a", "put:k1=v=1", "put@absent:k2=v2"}, table: true,
+			stdout: "OK: applied at version {v8}\n#\tOP\tKEY\tCONDITION\tHELD\tBEFORE\n1\tcheck\ta\tversion={v5}\tyes\tversion={v5} value=new\n2\tput\tk1\t-\tyes\tabsent\n3\tput\tk2\tabsent\tyes\tabsent\n"},
 		{args: []string{"get", "--value-only", "k1"}, stdout: "v=1"},
 		{args: []string{"batch", "put:k1=changed", "check@exists:nope", "delete:k2"}, code: ExitConditionFailed, contains: true,
 			stdout: "condition failed: nothing written\n"},
 		{args: []string{"get", "--value-only", "k1"}, stdout: "v=1"},
-		{args: []string{"--json", "batch", "-f", "-"}, stdin: `{"ops": [{"op": "delete", "key": "k2", "if_version": 8}, {"op": "put", "key_base64": "AP8=", "value": "bin"}]}`,
-			stdout: `{"succeeded":true,"version":9,"results":[{"op":"delete","key":"k2","condition":"version=8","condition_held":true,"version":8,"value":"v2"},{"op":"put","key_base64":"AP8=","condition":"always","condition_held":true,"version":0}]}` + "\n"},
-		{args: []string{"--hex", "get", "00ff"}, stdout: "key      00ff\nvalue    62696e\nversion  9\n"},
+		{args: []string{"--json", "batch", "-f", "-"}, stdin: `{"ops": [{"op": "delete", "key": "k2", "if_version": {v8}}, {"op": "put", "key_base64": "AP8=", "value": "bin"}]}`,
+			stdout: `{"succeeded":true,"version":{v9},"results":[{"op":"delete","key":"k2","condition":"version={v8}","condition_held":true,"version":{v8},"value":"v2"},{"op":"put","key_base64":"AP8=","condition":"always","condition_held":true,"version":0}]}` + "\n"},
+		{args: []string{"--hex", "get", "00ff"}, stdout: "key      00ff\nvalue    62696e\nversion  {v9}\n"},
 		{args: []string{"--base64", "get", "--value-only", "AP8"}, stdout: "Ymlu\n"},
-		{args: []string{"get", "\x00\xff"}, stdout: "key      \"\\x00\\xff\"\nvalue    bin\nversion  9\n"},
-		{args: []string{"--json", "scan", "--limit", "2"}, stdout: `{"key_base64":"AP8=","value":"bin","version":9}` + "\n" + `{"key":"a","value":"new","version":5}` + "\n"},
-		{args: []string{"scan", "a", "k2"}, stdout: "a\tnew\t5\nfile\t\"line1\\nline2\\n\"\t4\nk1\tv=1\t8\n"},
-		{args: []string{"scan", "--prefix", "k", "--reverse", "--keys-only"}, stdout: "k1\t8\n"},
+		{args: []string{"get", "\x00\xff"}, stdout: "key      \"\\x00\\xff\"\nvalue    bin\nversion  {v9}\n"},
+		{args: []string{"--json", "scan", "--limit", "2"}, stdout: `{"key_base64":"AP8=","value":"bin","version":{v9}}` + "\n" + `{"key":"a","value":"new","version":{v5}}` + "\n"},
+		{args: []string{"scan", "a", "k2"}, stdout: "a\tnew\t{v5}\nfile\t\"line1\\nline2\\n\"\t{v4}\nk1\tv=1\t{v8}\n"},
+		{args: []string{"scan", "--prefix", "k", "--reverse", "--keys-only"}, stdout: "k1\t{v8}\n"},
 		{args: []string{"scan", "x"}, stdout: ""},
-		{args: []string{"put", "err/TOO_LARGE", "v"}, code: ExitFailure, stderr: "flaredb: too large: injected TOO_LARGE"},
-		{args: []string{"get", "err/NOT_FOUND"}, code: ExitNotFound, stderr: "not found"},
-		{args: []string{"status"}, contains: true, stdout: "engine            map  (in-process, protocol 0)\n"},
+		{args: []string{"put", tooLong, "v"}, code: ExitFailure,
+			stderr: fmt.Sprintf(`^flaredb: too large: .*key of %d bytes exceeds max_key_size = %d\n$`, len(tooLong), len(tooLong)-1)},
+		{args: []string{"get", "gone"}, code: ExitNotFound, stderr: "^flaredb: not found: injected"}, // see FailKey below
 	}
 	for _, mode := range []string{"--unary=false", "--unary"} {
 		t.Run(mode, func(t *testing.T) {
-			f := startFake(t) // a fresh server: the same versions in each mode
+			srv := servertest.Start(t, nil) // a fresh server for each mode
+			// An engine that fails a read with NotFound (Get itself reports
+			// absence as a result).
+			srv.Faults.FailKey([]byte("gone"), fmt.Errorf("injected: %w", engine.ErrNotFound))
+			eng := srv.Engine()
+			steps := slices.Concat(steps, []step{{args: []string{"status"}, contains: true,
+				stdout: fmt.Sprintf("engine            %s %s (in-process, protocol %d)\n", eng.Name, eng.Version, eng.Protocol)}})
+			vs := versions{}
 			for i, st := range steps {
-				args := append([]string{"--addr", f.addr, mode}, st.args...)
-				r := runCLI(t, st.stdin, args...)
+				args := []string{"--addr", srv.Addr, mode}
+				for _, a := range st.args {
+					args = append(args, vs.expand(a))
+				}
+				r := runCLI(t, vs.expand(st.stdin), args...)
 				if r.code != st.code {
 					t.Fatalf("step %d %q: exit %d, want %d\nstdout: %s\nstderr: %s", i, st.args, r.code, st.code, r.stdout, r.stderr)
 				}
-				if st.contains {
-					if !strings.Contains(r.stdout, st.stdout) {
-						t.Fatalf("step %d %q: stdout\n%s\ndoes not contain\n%s", i, st.args, r.stdout, st.stdout)
-					}
-				} else if r.stdout != st.stdout {
-					t.Fatalf("step %d %q: stdout\n%q\nwant\n%q", i, st.args, r.stdout, st.stdout)
+				want := st.stdout
+				if st.table {
+					want = tabulate(t, vs.expand(want))
 				}
-				if !strings.Contains(r.stderr, st.stderr) {
-					t.Fatalf("step %d %q: stderr %q does not contain %q", i, st.args, r.stderr, st.stderr)
+				if err := vs.match(want, r.stdout, st.contains); err != nil {
+					t.Fatalf("step %d %q: %v", i, st.args, err)
+				}
+				if !regexp.MustCompile(st.stderr).MatchString(r.stderr) {
+					t.Fatalf("step %d %q: stderr %q does not match %q", i, st.args, r.stderr, st.stderr)
 				}
 				if st.stderr == "" && r.stderr != "" {
 					t.Fatalf("step %d %q: unexpected stderr %q", i, st.args, r.stderr)
 				}
 			}
+			if len(vs) != 9 {
+				t.Fatalf("bound %d versions, want 9", len(vs))
+			}
 		})
 	}
 }
 
+// versions binds the placeholders {v1}, {v2}, ... of TestSession to the
+// server's versions. The server's versions grow with each write, so
+// {v1} < {v2} < ...
+type versions map[int]uint64
+
+var placeholder = regexp.MustCompile(`\{v(\d+)\}`)
+
+// expand replaces the bound placeholders in s and leaves the others.
+func (vs versions) expand(s string) string {
+	return placeholder.ReplaceAllStringFunc(s, func(p string) string {
+		n, _ := strconv.Atoi(placeholder.FindStringSubmatch(p)[1])
+		if v, ok := vs[n]; ok {
+			return strconv.FormatUint(v, 10)
+		}
+		return p
+	})
+}
+
+// match reports whether out is want (or contains it, with contains), where
+// want's bound placeholders stand for their versions and its unbound ones
+// for any number, which it then binds.
+func (vs versions) match(want, out string, contains bool) error {
+	var re strings.Builder
+	var names []int
+	last := 0
+	for _, m := range placeholder.FindAllStringSubmatchIndex(want, -1) {
+		re.WriteString(regexp.QuoteMeta(want[last:m[0]]))
+		n, _ := strconv.Atoi(want[m[2]:m[3]])
+		if v, ok := vs[n]; ok {
+			re.WriteString(strconv.FormatUint(v, 10))
+		} else {
+			re.WriteString(`(\d+)`)
+			names = append(names, n)
+		}
+		last = m[1]
+	}
+	re.WriteString(regexp.QuoteMeta(want[last:]))
+	pattern := re.String()
+	if !contains {
+		pattern = `\A` + pattern + `\z`
+	}
+	sub := regexp.MustCompile(pattern).FindStringSubmatch(out)
+	if sub == nil {
+		return fmt.Errorf("stdout\n%q\ndoes not match\n%q", out, vs.expand(want))
+	}
+	bound := map[int]uint64{}
+	for i, n := range names {
+		v, err := strconv.ParseUint(sub[i+1], 10, 64)
+		if err != nil {
+			return err
+		}
+		if b, ok := bound[n]; ok && b != v {
+			return fmt.Errorf("{v%d} is both %d and %d in %q", n, b, v, out)
+		}
+		bound[n] = v
+	}
+	for n, v := range bound {
+		for m, w := range vs {
+			if m < n && w >= v || m > n && w <= v {
+				return fmt.Errorf("version {v%d} = %d is out of order with {v%d} = %d", n, v, m, w)
+			}
+		}
+		vs[n] = v
+	}
+	return nil
+}
+
+// tabulate aligns the tab-separated cells of s as the CLI's tables are
+// aligned.
+func tabulate(t *testing.T, s string) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	if _, err := tw.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
 func TestEnvAddr(t *testing.T) {
-	f := startFake(t)
-	t.Setenv(EnvAddr, f.addr)
+	srv := servertest.Start(t, nil)
+	t.Setenv(EnvAddr, srv.Addr)
 	if r := runCLI(t, "", "put", "k", "v"); r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
@@ -213,23 +316,26 @@ func TestEnvAddr(t *testing.T) {
 }
 
 func TestStatusJSON(t *testing.T) {
-	f := startFake(t)
-	r := runCLI(t, "", "--addr", f.addr, "--json", "status")
+	start := time.Now()
+	srv := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) { c.Limits.MaxBatchOps = 100 }})
+	r := runCLI(t, "", "--addr", srv.Addr, "--json", "status")
 	if r.code != 0 {
 		t.Fatalf("%+v", r)
 	}
 	var st struct {
 		Engine string `json:"engine"`
+		Mode   string `json:"engine_mode"`
 		Limits struct {
 			MaxBatchOps uint64 `json:"max_batch_ops"`
 		} `json:"limits"`
-		Uptime int64 `json:"uptime_seconds"`
+		Uptime *int64 `json:"uptime_seconds"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatalf("%v: %s", err, r.stdout)
 	}
-	if st.Engine != "map" || st.Limits.MaxBatchOps != 100 || st.Uptime != 3 {
-		t.Fatalf("%+v", st)
+	if st.Engine != srv.Engine().Name || st.Mode != "in-process" || st.Limits.MaxBatchOps != 100 ||
+		st.Uptime == nil || *st.Uptime < 0 || time.Duration(*st.Uptime)*time.Second > time.Since(start) {
+		t.Fatalf("%s", r.stdout)
 	}
 }
 
@@ -347,10 +453,10 @@ func TestDisplayAndJSONBytes(t *testing.T) {
 }
 
 func TestBench(t *testing.T) {
-	f := startFake(t)
+	srv := servertest.Start(t, nil)
 	for _, w := range []string{"put", "get", "cas-low", "cas-high", "scan", "mixed"} {
 		for _, unary := range []bool{false, true} {
-			args := []string{"--addr", f.addr, "--json", "bench", "--workload", w, "--concurrency", "4",
+			args := []string{"--addr", srv.Addr, "--json", "bench", "--workload", w, "--concurrency", "4",
 				"--duration", "1m", "--ops", "60", "--keys", "20", "--value-size", "8", "--key-size", "6", "--scan-limit", "5"}
 			if unary {
 				args = append(args, "--unary", "--warmup=1ms")
@@ -392,7 +498,7 @@ func TestBench(t *testing.T) {
 		}
 	}
 	// Human report.
-	r := runCLI(t, "", "--addr", f.addr, "bench", "--workload", "cas-high", "--concurrency", "8", "--ops", "50", "--duration", "1m")
+	r := runCLI(t, "", "--addr", srv.Addr, "bench", "--workload", "cas-high", "--concurrency", "8", "--ops", "50", "--duration", "1m")
 	if r.code != 0 || !strings.Contains(r.stdout, "ops       50 (") || !strings.Contains(r.stdout, "latency   p50 ") ||
 		!strings.Contains(r.stdout, "conflicts") || !strings.Contains(r.stderr, "loading 8 keys") {
 		t.Fatalf("%+v", r)
@@ -400,7 +506,7 @@ func TestBench(t *testing.T) {
 }
 
 func TestExtraCommand(t *testing.T) {
-	f := startFake(t)
+	srv := servertest.Start(t, nil)
 	var got string
 	extra := &cobra.Command{
 		Use:  "hello NAME",
@@ -419,7 +525,10 @@ func TestExtraCommand(t *testing.T) {
 			return err
 		},
 	}
-	if r := runRoot(t, NewRootCommand(extra), "", "--addr", f.addr, "hello", "world"); r.code != 0 || got != "world" {
+	if r := runRoot(t, NewRootCommand(extra), "", "--addr", srv.Addr, "hello", "world"); r.code != 0 || got != "world" {
+		t.Fatalf("%+v", r)
+	}
+	if r := runCLI(t, "", "--addr", srv.Addr, "get", "--value-only", "hello"); r.code != 0 || r.stdout != "world" {
 		t.Fatalf("%+v", r)
 	}
 	if r := runRoot(t, NewRootCommand(extra), "", "hello", "bad"); r.code != ExitUsage || !strings.Contains(r.stderr, "bad name") {
@@ -436,7 +545,7 @@ func TestExtraCommand(t *testing.T) {
 	}
 }
 
-// TestTLS serves the fake over TLS with a self-signed certificate.
+// TestTLS runs the server with TLS and a self-signed certificate.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -465,25 +574,16 @@ func TestTLS(t *testing.T) {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	caFile := filepath.Join(dir, "ca.pem")
+	caFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeServer{data: map[string]*kvpb.KeyValue{}}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
-	kvpb.RegisterKVServer(srv, f)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	addr := lis.Addr().String()
+	addr := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) {
+		c.TLS.CertFile, c.TLS.KeyFile = caFile, keyFile
+	}}).Addr
 
 	if r := runCLI(t, "", "--addr", addr, "--tls-ca", caFile, "put", "k", "v"); r.code != 0 {
 		t.Fatalf("TLS put: %+v", r)
