@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -196,7 +198,7 @@ func (c *Config) Validate(engines []string) error {
 	if c.MetricsListen != "" {
 		if err := checkAddr(c.MetricsListen); err != nil {
 			bad("metrics_listen %q: %v", c.MetricsListen, err)
-		} else if c.MetricsListen == c.Listen {
+		} else if c.MetricsListen == c.Listen && !anyPort(c.Listen) {
 			bad("metrics_listen and listen are both %q", c.Listen)
 		}
 	}
@@ -340,6 +342,17 @@ func (e Engine) unselectedSettings() []string {
 	add("plugin", p.RestartMaxBackoff != d.Plugin.RestartMaxBackoff, "restart_max_backoff")
 	add("plugin", p.MaxRestarts != d.Plugin.MaxRestarts, "max_restarts")
 	return set
+}
+
+// anyPort reports whether address a asks for any free port (port 0), so
+// that two listeners on it do not collide.
+func anyPort(a string) bool {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n == 0
 }
 
 func checkAddr(a string) error {

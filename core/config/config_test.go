@@ -247,3 +247,23 @@ func TestEmptyEnvOverrides(t *testing.T) {
 		})
 	}
 }
+
+// TestListenersMayShareAnyPort: listen and metrics_listen may both ask for
+// any free port; the same fixed address twice is refused.
+func TestListenersMayShareAnyPort(t *testing.T) {
+	for _, tc := range []struct {
+		listen, metrics string
+		ok              bool
+	}{
+		{"127.0.0.1:0", "127.0.0.1:0", true},
+		{"127.0.0.1:7070", "127.0.0.1:7070", false},
+		{"127.0.0.1:7070", "127.0.0.1:7071", true},
+	} {
+		c := Default()
+		c.Listen, c.MetricsListen = tc.listen, tc.metrics
+		err := c.Validate(stock)
+		if (err == nil) != tc.ok {
+			t.Errorf("listen %s, metrics_listen %s: %v", tc.listen, tc.metrics, err)
+		}
+	}
+}

@@ -32,7 +32,7 @@ func New() *Metrics {
 		Registry: r,
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "flaredb", Name: "requests_total",
-			Help: "Requests handled, by method and gRPC status code.",
+			Help: "Requests handled, by method and gRPC status code; each request of a multiplexed Stream counts once as Stream/<method>, the Stream call itself not at all.",
 		}, []string{"method", "code"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "flaredb", Name: "request_duration_seconds",
@@ -41,7 +41,7 @@ func New() *Metrics {
 		}, []string{"method"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "flaredb", Name: "requests_in_flight",
-			Help: "Requests being handled now.",
+			Help: "Requests received and not yet answered: unary calls and Scans being handled, and requests of multiplexed Streams awaiting their answer (an open Stream itself counts for nothing).",
 		}),
 		GroupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "flaredb", Name: "write_group_size",

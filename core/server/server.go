@@ -218,6 +218,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		// A plugin's round trip leaves the pipeline idle; overlapping
 		// groups (of disjoint keys) measured about 8 % more puts/s.
 		PipelineDepth: map[bool]int{true: 4, false: 1}[op.Mode == "plugin"],
+		CallTimeout:   cfg.Engine.CallTimeout.D(),
 		Logger:        log,
 		Metrics:       s.metrics,
 	})

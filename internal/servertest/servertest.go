@@ -60,9 +60,7 @@ func Start(tb testing.TB, o *Options) *Server {
 	tb.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
-	// Spelt differently from Listen: validation rejects two equal
-	// addresses, even with port 0.
-	cfg.MetricsListen = "127.0.0.1:00"
+	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.DataDir = tb.TempDir()
 	cfg.Engine.Name = memengine.Name
 	if o != nil && o.Config != nil {

@@ -574,6 +574,19 @@ func (p *Plugin) acquire() (*generation, error) {
 	return p.cur, nil
 }
 
+// Healthy reports whether the plugin can take calls now: nil while a
+// plugin process is running, otherwise an error wrapping
+// engine.ErrUnavailable (or engine.ErrClosed after Close) that says why —
+// restarting, or given up — with the last error. The server's health
+// checks use it. It is safe for concurrent use.
+func (p *Plugin) Healthy() error {
+	if _, err := p.acquire(); err != nil {
+		return err
+	}
+	p.release()
+	return nil
+}
+
 func (p *Plugin) release() {
 	p.mu.Lock()
 	p.inflight--

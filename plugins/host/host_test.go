@@ -400,6 +400,9 @@ func TestCrashIsDetectedAndRestarted(t *testing.T) {
 		if p.PID() == pid {
 			t.Fatalf("%s: same pid after restart", key)
 		}
+		if err := p.Healthy(); err != nil {
+			t.Fatalf("%s: unhealthy after restart: %v", key, err)
+		}
 		if _, err := p.Apply(ctx, []engine.Write{put("k", "v", uint64(10+i))}, engine.ApplyOptions{}); err != nil {
 			t.Fatalf("%s: after restart: %v", key, err)
 		}
@@ -424,8 +427,14 @@ func TestGiveUpRestarting(t *testing.T) {
 	if _, err := p.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, engine.ErrUnavailable) {
 		t.Fatalf("read while failed: %v", err)
 	}
+	if err := p.Healthy(); !errors.Is(err, engine.ErrUnavailable) || !strings.Contains(err.Error(), "gave up") {
+		t.Fatalf("health while failed: %v", err)
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if err := p.Healthy(); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("health after close: %v", err)
 	}
 }
 
