@@ -41,9 +41,9 @@ func engineDirFiles(t *testing.T, dir string) map[string]string {
 // TestEngineSwitchRefused runs the Badger plugin on a data directory, then
 // other plugins on the same directory, which all share its engine-plugin
 // directory: RocksDB (which used to delete Badger's tables there) refuses
-// the directory before touching it; the bbolt example plugin, which has no
-// such check, opens it, and the server refuses to serve it because the
-// directory is recorded as Badger's. Badger's files are intact and its data
+// the directory before touching it, and so does the bbolt example; an
+// engine that never looks at its directory opens, and the server refuses to
+// serve it because the directory is recorded as Badger's. Badger's files are intact and its data
 // readable afterwards, and an in-process engine on the same data directory
 // starts with a warning that the plugin's data is not served.
 func TestEngineSwitchRefused(t *testing.T) {
@@ -75,21 +75,29 @@ func TestEngineSwitchRefused(t *testing.T) {
 		t.Fatalf("the refused RocksDB start changed the directory:\nbefore %v\nafter  %v", badger, after)
 	}
 
-	// bbolt opens it (adding its file), the server refuses it.
+	// The bbolt example refuses it too (it checks with kvengine.CheckDir).
 	_, err = tryStartServer(t, dir, "--engine", "plugin", "--plugin-path", bin("flaredb-bbolt-plugin"))
 	if err == nil {
 		t.Fatal("the bbolt plugin was served on the Badger plugin's directory")
 	}
-	for _, w := range []string{`engine "badger"`, `as "bbolt"`, engDir} {
+	if !strings.Contains(err.Error(), "holds no bbolt database") {
+		t.Fatalf("refusal does not say why:\n%v", err)
+	}
+	// An engine that does not look at its directory (the forgetful test
+	// plugin keeps everything in memory) opens, and the server refuses it:
+	// the directory is recorded as Badger's.
+	_, err = tryStartServer(t, dir, "--engine", "plugin", "--plugin-path", bin("forgetful"))
+	if err == nil {
+		t.Fatal("the forgetful plugin was served on the Badger plugin's directory")
+	}
+	for _, w := range []string{`engine "badger"`, `as "memory"`, engDir} {
 		if !strings.Contains(err.Error(), w) {
 			t.Fatalf("refusal does not mention %s:\n%v", w, err)
 		}
 	}
 	after = engineDirFiles(t, engDir)
-	for name, sum := range badger {
-		if after[name] != sum {
-			t.Fatalf("the refused bbolt start changed Badger's %s", name)
-		}
+	if fmt.Sprint(after) != fmt.Sprint(badger) {
+		t.Fatalf("the refused starts changed the directory:\nbefore %v\nafter  %v", badger, after)
 	}
 
 	// An in-process engine starts, warning about the plugin's data.

@@ -33,6 +33,10 @@ const dataPrefix = 'k'
 // badgerMaxKey is Badger's own key size limit.
 const badgerMaxKey = 65000
 
+// markerFile is the file every Badger database directory holds: Badger
+// creates its MANIFEST first thing when it creates a database.
+const markerFile = "MANIFEST"
+
 // Open opens (creating it unless opts.ErrorIfNotExists) the Badger database
 // in dir and returns the full engine contract built on it by the kvengine
 // adapter. A nil opts means every default. The engine owns the database and
@@ -104,7 +108,7 @@ func openStore(dir string, o *Options) (*store, error) {
 	}
 	// Before anything is created or written: refuse a directory that holds
 	// something other than a Badger database.
-	if err := checkDir(dir); err != nil {
+	if err := kvengine.CheckDir(dir, "Badger", markerFile); err != nil {
 		return nil, err
 	}
 	cfg := o.withDefaults()

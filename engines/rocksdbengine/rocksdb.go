@@ -28,6 +28,10 @@ const (
 	bindingVersion = "v1.7.15"
 )
 
+// markerFile is the file every RocksDB database directory holds: it names
+// the current MANIFEST. RocksDB writes it when it creates a database.
+const markerFile = "CURRENT"
+
 // Open opens (creating it unless opts.ErrorIfNotExists) the RocksDB database
 // in dir and returns the full engine contract built on it by the kvengine
 // adapter. A nil opts means every default. The engine owns the database and
@@ -98,7 +102,7 @@ func openStore(dir string, o *Options) (*store, error) {
 	}
 	// Before anything is created or written: refuse a directory that holds
 	// something other than a RocksDB database.
-	if err := checkDir(dir); err != nil {
+	if err := kvengine.CheckDir(dir, "RocksDB", markerFile); err != nil {
 		return nil, err
 	}
 	cfg := o.withDefaults()

@@ -70,11 +70,18 @@ type Store struct {
 var _ kvengine.Store = (*Store)(nil)
 
 // Open opens (creating it if needed) the database in dir. It fails with an
-// error wrapping engine.ErrUnavailable if another process holds the
-// database, and engine.ErrInternal for other failures.
+// error wrapping engine.ErrInvalidArgument if dir holds something else
+// than a bbolt database (another engine's files, say), which it leaves
+// untouched; engine.ErrUnavailable if another process holds the database;
+// and engine.ErrInternal for other failures.
 func Open(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: bboltengine: empty directory", engine.ErrInvalidArgument)
+	}
+	// Before creating anything: never add a database to another engine's
+	// directory.
+	if err := kvengine.CheckDir(dir, "bbolt", FileName); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: bboltengine: %w", engine.ErrInternal, err)

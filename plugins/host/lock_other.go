@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/flaredb/flaredb/core/kvengine"
 )
 
 // LockFileName is the lock file the host keeps in a plugin's data
 // directory while it runs a plugin there.
-const LockFileName = ".flaredb-plugin.lock"
+const LockFileName = kvengine.PluginLockFileName
 
 // lockDataDir creates dir and its lock file exclusively; without flock a
 // lock file left by a host that crashed must be removed by hand.

@@ -11,11 +11,13 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flaredb/flaredb/core/kvengine"
 )
 
 // LockFileName is the lock file the host keeps in a plugin's data
 // directory while it runs a plugin there.
-const LockFileName = ".flaredb-plugin.lock"
+const LockFileName = kvengine.PluginLockFileName
 
 // lockDataDir creates dir if needed and takes an exclusive, non-blocking
 // flock on its lock file, recording the host's pid in it. The lock is
