@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/flaredb/flaredb/core/kvengine"
 )
 
 // ErrEngineMismatch reports that the engine directory belongs to another
@@ -179,6 +181,5 @@ func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
 }
 
 // pluginLockFile is the lock file the plugin host keeps in a plugin's data
-// directory (plugins/host.LockFileName; the server does not import the
-// host).
-const pluginLockFile = ".flaredb-plugin.lock"
+// directory (plugins/host.LockFileName is the same constant).
+const pluginLockFile = kvengine.PluginLockFileName
