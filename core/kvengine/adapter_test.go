@@ -18,8 +18,13 @@ type gatedStore struct {
 	kvengine.Store
 	once    sync.Once
 	release chan struct{}
+	freed   sync.Once
 	sizes   chan int
 }
+
+// open lets the first Write go on (again: it is safe to call more than
+// once).
+func (g *gatedStore) open() { g.freed.Do(func() { close(g.release) }) }
 
 func (g *gatedStore) Write(b []kvengine.Mutation, sync bool) error {
 	g.once.Do(func() { <-g.release })
@@ -35,7 +40,9 @@ func openAdapter(t *testing.T) (*kvengine.Adapter, *gatedStore) {
 	}
 	g := &gatedStore{Store: s, release: make(chan struct{}), sizes: make(chan int, 100)}
 	a := kvengine.New(g, engine.Description{Name: "gated"})
-	t.Cleanup(func() { a.Close() })
+	// Close waits for calls in progress: let a held write go first, or a
+	// failed test would hang here instead of reporting.
+	t.Cleanup(func() { g.open(); a.Close() })
 	return a, g
 }
 
@@ -52,14 +59,25 @@ func TestGroupCommit(t *testing.T) {
 	go func() { _, err := a.Apply(ctx, []engine.Write{put("first", 1)}, engine.ApplyOptions{}); errs <- err }()
 	waitFor(t, "the first call to reach the store", func() bool { return a.Stats().Commits == 1 })
 	const n = 10
-	for i := 0; i < n; i++ {
+	// Keys in distinct latch stripes (the stripes are seeded at random), so
+	// that no call waits for another's latch instead of queueing.
+	used := map[int]bool{a.StripeOf([]byte("first")): true}
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := a.StripeOf([]byte(k)); !used[s] {
+			used[s] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
 		go func() {
-			_, err := a.Apply(ctx, []engine.Write{put(fmt.Sprintf("k%d", i), 1)}, engine.ApplyOptions{})
+			_, err := a.Apply(ctx, []engine.Write{put(k, 1)}, engine.ApplyOptions{})
 			errs <- err
 		}()
 	}
 	waitFor(t, "the calls to queue", func() bool { return a.Stats().Queued == n })
-	close(g.release)
+	g.open()
 	for i := 0; i < n+1; i++ {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
@@ -71,7 +89,7 @@ func TestGroupCommit(t *testing.T) {
 	if st := a.Stats(); st.StoreWrites != 2 || st.Commits != n+1 {
 		t.Fatalf("stats %+v, want 2 store writes for %d commits", st, n+1)
 	}
-	es, err := a.Read(ctx, [][]byte{[]byte("first"), []byte("k9")})
+	es, err := a.Read(ctx, [][]byte{[]byte("first"), []byte(keys[n-1])})
 	if err != nil || es[0].Version != 1 || es[1].Version != 1 {
 		t.Fatalf("read after group commit: %+v %v", es, err)
 	}
@@ -81,7 +99,7 @@ func TestGroupCommit(t *testing.T) {
 // the store: reads and scans report ErrCorrupt instead of garbage.
 func TestCorruptValue(t *testing.T) {
 	a, g := openAdapter(t)
-	close(g.release)
+	g.open()
 	go func() {
 		for range g.sizes {
 		}
