@@ -179,27 +179,12 @@ func (c *Client) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 	}
 	defer c.exit()
 	req := &enginepb.ReadRequest{ProtocolVersion: engine.ProtocolVersion, Keys: keys}
-	var resp *enginepb.ReadResponse
-	streamed := false
-	if !c.noStream.Load() {
-		a, err := c.mux.do(ctx, func(sc *enginepb.StreamCall) { sc.Call = &enginepb.StreamCall_Read{Read: req} })
-		switch {
-		case errors.Is(err, errNoStream):
-		case err != nil:
-			return nil, err
-		case a.GetError() != nil:
-			return nil, fromStreamError(a.GetError())
-		case a.GetRead() == nil:
-			return nil, fmt.Errorf("%w: engine answered a Read with no entries", engine.ErrInternal)
-		default:
-			resp, streamed = a.GetRead(), true
-		}
-	}
-	if !streamed {
-		var err error
-		if resp, err = c.rpc.Read(ctx, req); err != nil {
-			return nil, FromStatus(err)
-		}
+	resp, err := roundTrip(ctx, c, "a Read with no entries",
+		func(sc *enginepb.StreamCall) { sc.Call = &enginepb.StreamCall_Read{Read: req} },
+		(*enginepb.StreamAnswer).GetRead,
+		func() (*enginepb.ReadResponse, error) { return c.rpc.Read(ctx, req) })
+	if err != nil {
+		return nil, err
 	}
 	if len(resp.GetEntries()) != len(keys) {
 		return nil, fmt.Errorf("%w: engine returned %d entries for %d keys", engine.ErrInternal, len(resp.GetEntries()), len(keys))
@@ -209,6 +194,33 @@ func (c *Client) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 		out[i] = entryFromPB(e, false)
 	}
 	return out, nil
+}
+
+// roundTrip makes one call on the Stream (the request set by build, the answer
+// taken by pick, nil when the answer lacks it: an internal error naming
+// missing) or, against a server without the Stream method, with unary.
+// Errors come back as the contract's.
+func roundTrip[R any](ctx context.Context, c *Client, missing string, build func(*enginepb.StreamCall),
+	pick func(*enginepb.StreamAnswer) *R, unary func() (*R, error)) (*R, error) {
+	if !c.noStream.Load() {
+		a, err := c.mux.do(ctx, build)
+		switch {
+		case errors.Is(err, errNoStream):
+		case err != nil:
+			return nil, err
+		case a.GetError() != nil:
+			return nil, fromStreamError(a.GetError())
+		case pick(a) == nil:
+			return nil, fmt.Errorf("%w: engine answered %s", engine.ErrInternal, missing)
+		default:
+			return pick(a), nil
+		}
+	}
+	resp, err := unary()
+	if err != nil {
+		return nil, FromStatus(err)
+	}
+	return resp, nil
 }
 
 // Apply implements engine.Engine with one Apply call on the Stream (or a
@@ -232,27 +244,12 @@ func (c *Client) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 		Atomic:          opts.Atomic,
 		NoSync:          opts.NoSync,
 	}
-	var resp *enginepb.ApplyResponse
-	streamed := false
-	if !c.noStream.Load() {
-		a, err := c.mux.do(ctx, func(sc *enginepb.StreamCall) { sc.Call = &enginepb.StreamCall_Apply{Apply: req} })
-		switch {
-		case errors.Is(err, errNoStream):
-		case err != nil:
-			return nil, err
-		case a.GetError() != nil:
-			return nil, fromStreamError(a.GetError())
-		case a.GetApply() == nil:
-			return nil, fmt.Errorf("%w: engine answered an Apply with no results", engine.ErrInternal)
-		default:
-			resp, streamed = a.GetApply(), true
-		}
-	}
-	if !streamed {
-		var err error
-		if resp, err = c.rpc.Apply(ctx, req); err != nil {
-			return nil, FromStatus(err)
-		}
+	resp, err := roundTrip(ctx, c, "an Apply with no results",
+		func(sc *enginepb.StreamCall) { sc.Call = &enginepb.StreamCall_Apply{Apply: req} },
+		(*enginepb.StreamAnswer).GetApply,
+		func() (*enginepb.ApplyResponse, error) { return c.rpc.Apply(ctx, req) })
+	if err != nil {
+		return nil, err
 	}
 	if len(resp.GetResults()) != len(writes) {
 		return nil, fmt.Errorf("%w: engine returned %d results for %d writes", engine.ErrInternal, len(resp.GetResults()), len(writes))
