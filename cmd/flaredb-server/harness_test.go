@@ -21,40 +21,24 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
+
+	"github.com/flaredb/flaredb/internal/testbin"
 )
 
 // binDir holds the binaries built once for the whole test run.
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flaredb-it-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
+	specs := map[string]testbin.Spec{}
 	for _, pkg := range []string{
 		"github.com/flaredb/flaredb/cmd/flaredb-server", "github.com/flaredb/flaredb/cmd/flaredb",
 		"github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin", "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin",
 		"github.com/flaredb/flaredb/examples/bboltengine/cmd/flaredb-bbolt-plugin",
 		"github.com/flaredb/flaredb/plugins/internal/testplugins/forgetful",
 	} {
-		out := filepath.Join(dir, filepath.Base(pkg))
-		args := []string{"build", "-o", out}
-		if raceBuild {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, pkg)...)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+		specs[filepath.Base(pkg)] = testbin.Spec{Pkg: pkg, Race: raceBuild}
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "flaredb-it-", specs, func(dir string) { binDir = dir })
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }

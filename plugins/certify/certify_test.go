@@ -5,13 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,52 +17,26 @@ import (
 	"github.com/flaredb/flaredb/conformance"
 	"github.com/flaredb/flaredb/plugins/certify"
 	"github.com/flaredb/flaredb/plugins/host"
+
+	"github.com/flaredb/flaredb/internal/testbin"
 )
 
 var bins = map[string]string{}
 
-var binPackages = map[string]string{
-	"memory":    "github.com/flaredb/flaredb/plugins/internal/testplugins/memory",
-	"forgetful": "github.com/flaredb/flaredb/plugins/internal/testplugins/forgetful",
-	"badproto":  "github.com/flaredb/flaredb/plugins/internal/testplugins/badproto",
-	"badger":    "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin",
-	"bbolt":     "github.com/flaredb/flaredb/examples/bboltengine/cmd/flaredb-bbolt-plugin",
+var binPackages = map[string]testbin.Spec{
+	"memory":    {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/memory"},
+	"forgetful": {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/forgetful"},
+	"badproto":  {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/badproto"},
+	"badger":    {Pkg: "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin"},
+	"bbolt":     {Pkg: "github.com/flaredb/flaredb/examples/bboltengine/cmd/flaredb-bbolt-plugin"},
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flaredb-certify-bins-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failed []string
-	for name, pkg := range binPackages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := filepath.Join(dir, name)
-			if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-				mu.Lock()
-				failed = append(failed, fmt.Sprintf("go build %s: %v\n%s", pkg, err, b))
-				mu.Unlock()
-				return
-			}
-			mu.Lock()
-			bins[name] = out
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	code := 1
-	if len(failed) > 0 {
-		fmt.Fprintln(os.Stderr, strings.Join(failed, "\n"))
-	} else {
-		code = m.Run()
-	}
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "flaredb-certify-bins-", binPackages, func(dir string) {
+		for name := range binPackages {
+			bins[name] = filepath.Join(dir, name)
+		}
+	})
 }
 
 // runTimeout bounds a whole certification in these tests, so that a hang

@@ -6,70 +6,39 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flaredb/flaredb/internal/testbin"
 )
 
 // bins holds the plugin binaries TestMain builds, by short name.
 var bins = map[string]string{}
 
-var binPackages = map[string]string{
-	"rocksdb":  "github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin",
-	"badger":   "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin",
-	"memory":   "github.com/flaredb/flaredb/plugins/internal/testplugins/memory",
-	"stray":    "github.com/flaredb/flaredb/plugins/internal/testplugins/stray",
-	"hang":     "github.com/flaredb/flaredb/plugins/internal/testplugins/hang",
-	"badproto": "github.com/flaredb/flaredb/plugins/internal/testplugins/badproto",
-	"crashy":   "github.com/flaredb/flaredb/plugins/internal/testplugins/crashy",
-	"testhost": "github.com/flaredb/flaredb/plugins/internal/testhost",
+var binPackages = map[string]testbin.Spec{
+	"rocksdb":  {Pkg: "github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin"},
+	"badger":   {Pkg: "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin"},
+	"memory":   {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/memory"},
+	"stray":    {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/stray"},
+	"hang":     {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/hang"},
+	"badproto": {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/badproto"},
+	"crashy":   {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/crashy"},
+	"testhost": {Pkg: "github.com/flaredb/flaredb/plugins/internal/testhost"},
 	// The rocksdb plugin built without cgo: it must still build, and fail
 	// at start with a clear message.
-	"rocksdb-nocgo": "github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin",
+	"rocksdb-nocgo": {Pkg: "github.com/flaredb/flaredb/cmd/flaredb-rocksdb-plugin", Env: []string{"CGO_ENABLED=0"}},
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flaredb-plugin-bins-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failed []string
-	for name, pkg := range binPackages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := filepath.Join(dir, name)
-			cmd := exec.Command("go", "build", "-o", out, pkg)
-			if strings.HasSuffix(name, "-nocgo") {
-				cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			}
-			if b, err := cmd.CombinedOutput(); err != nil {
-				mu.Lock()
-				failed = append(failed, fmt.Sprintf("go build %s: %v\n%s", pkg, err, b))
-				mu.Unlock()
-				return
-			}
-			mu.Lock()
-			bins[name] = out
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if len(failed) > 0 {
-		fmt.Fprintln(os.Stderr, strings.Join(failed, "\n"))
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "flaredb-plugin-bins-", binPackages, func(dir string) {
+		for name := range binPackages {
+			bins[name] = filepath.Join(dir, name)
+		}
+	})
 }
 
 // callTimeout bounds each engine call and launch in these tests so that a
