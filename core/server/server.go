@@ -75,6 +75,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
@@ -398,6 +399,17 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	s.metrics.InFlight.Inc()
 	defer s.metrics.InFlight.Dec()
 	resp, err := h(ctx, req)
+	if err == nil {
+		// gRPC would refuse an answer over the send limit with a bare
+		// ResourceExhausted; say which limit, with the TOO_LARGE reason the
+		// stream gives for the same answer.
+		if m, ok := resp.(proto.Message); ok && s.cfg.Limits.MaxMessageSize > 0 {
+			if n := proto.Size(m); int64(n) > int64(s.cfg.Limits.MaxMessageSize) {
+				resp, err = nil, toStatus(fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size); ask for fewer keys at once",
+					engine.ErrTooLarge, n, s.cfg.Limits.MaxMessageSize))
+			}
+		}
+	}
 	method := filepath.Base(info.FullMethod)
 	s.metrics.Requests.WithLabelValues(method, status.Code(err).String()).Inc()
 	s.metrics.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flaredb/flaredb/core/config"
@@ -253,5 +255,49 @@ func TestStreamAnswerSize(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestUnaryAnswerSize checks that a unary answer over
+// limits.max_message_size fails with InvalidArgument and the TOO_LARGE
+// reason, naming the limit, as the stream does (gRPC alone would answer a
+// bare ResourceExhausted), and that answers that fit are unaffected.
+func TestUnaryAnswerSize(t *testing.T) {
+	c := startSizeServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, testValueLen) }
+	for i := range 2 {
+		if _, err := c.Put(ctx, &kvpb.PutRequest{Key: fmt.Appendf(nil, "big/%d", i), Value: big(i)}); err != nil {
+			t.Fatalf("put big/%d: %v", i, err)
+		}
+	}
+
+	_, err := c.BatchGet(ctx, &kvpb.BatchGetRequest{Keys: [][]byte{[]byte("big/0"), []byte("big/1")}})
+	st, _ := status.FromError(err)
+	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), fmt.Sprintf("%d-byte message limit", testMaxMsg)) {
+		t.Fatalf("BatchGet of two big values: %v, want InvalidArgument naming the limit", err)
+	}
+	var reason string
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reason = info.Reason
+		}
+	}
+	if reason != kvpb.ReasonTooLarge {
+		t.Errorf("reason %q, want %q", reason, kvpb.ReasonTooLarge)
+	}
+
+	// Each value alone fits, unary and batched.
+	for i := range 2 {
+		key := fmt.Appendf(nil, "big/%d", i)
+		g, err := c.Get(ctx, &kvpb.GetRequest{Key: key})
+		if err != nil || !bytes.Equal(g.Value, big(i)) {
+			t.Fatalf("Get %s: %v", key, err)
+		}
+		b, err := c.BatchGet(ctx, &kvpb.BatchGetRequest{Keys: [][]byte{key}})
+		if err != nil || len(b.Entries) != 1 || !bytes.Equal(b.Entries[0].Value, big(i)) {
+			t.Fatalf("BatchGet %s: %v", key, err)
+		}
 	}
 }
