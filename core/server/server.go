@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 2)}
 	defer func() {
 		if err != nil {
-			s.release()
+			s.release(context.Background())
 		}
 	}()
 
@@ -483,7 +483,9 @@ func (m *muxStream) finish() {
 // Shutdown stops the server gracefully: health turns NOT_SERVING, new calls
 // are refused, calls in flight drain until ctx ends (then they are
 // cancelled), the write pipeline finishes, and the engine, oracle and
-// data-directory lock are released. It is safe to call more than once.
+// data-directory lock are released. An engine that does not close in time
+// (see release) is left to the process's exit, and the error says so. It
+// is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
@@ -507,14 +509,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.http.Shutdown(hctx)
 			cancel()
 		}
-		err = s.release()
+		err = s.release(ctx)
 		s.log.Info("shut down")
 	})
 	return err
 }
 
 // release closes whatever Start opened, in reverse order.
-func (s *Server) release() error {
+//
+// The write pipeline and the engine get until ctx ends, and at least
+// engine.call_timeout, to close. An engine still busy then — an in-process
+// store stuck in I/O ignores contexts, so its calls and its Close wait for
+// the disk — is left behind, and so is the data directory's lock, which
+// keeps another server off the directory while the stuck call may still
+// write: the process's exit releases both. The error says so.
+func (s *Server) release(ctx context.Context) error {
 	var errs []error
 	s.stopHealthWatch()
 	if s.grpc != nil {
@@ -528,13 +537,38 @@ func (s *Server) release() error {
 	if s.httpLis != nil {
 		s.httpLis.Close()
 	}
-	if s.svc != nil {
-		s.svc.Close()
-	}
-	if s.eng != nil {
-		if err := s.eng.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close engine: %w", err))
+	closed := make(chan error, 1)
+	go func() {
+		if s.svc != nil {
+			s.svc.Close()
 		}
+		var err error
+		if s.eng != nil {
+			if cerr := s.eng.Close(); cerr != nil {
+				err = fmt.Errorf("close engine: %w", cerr)
+			}
+		}
+		closed <- err
+	}()
+	bound := s.cfg.Engine.CallTimeout.D()
+	if bound <= 0 {
+		bound = kv.DefaultCallTimeout
+	}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) > bound {
+		bound = time.Until(d)
+	}
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case err := <-closed:
+		if err != nil {
+			errs = append(errs, err)
+		}
+	case <-t.C:
+		err := fmt.Errorf("close engine: not closed within %s (engine.call_timeout, or the shutdown timeout if longer): a call into the engine is stuck; "+
+			"the engine and the data directory's lock are left to the process's exit", bound)
+		s.log.Error("engine did not close", "err", err)
+		return errors.Join(append(errs, err)...)
 	}
 	if s.lock != nil {
 		if err := s.lock.release(); err != nil {

@@ -1,0 +1,102 @@
+package server_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/flaredb/flaredb/core/config"
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/server"
+	"github.com/flaredb/flaredb/engines/memengine"
+	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
+)
+
+// deafStore is the reference engine behind a store stuck in I/O: its Apply
+// ignores its context and returns only once disk is closed, and Close waits
+// for the calls in progress, as kvengine.Adapter does.
+type deafStore struct {
+	engine.Engine
+	disk    chan struct{}
+	entered chan struct{} // closed when the first Apply arrives
+	once    sync.Once
+	calls   sync.WaitGroup
+}
+
+func (e *deafStore) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	e.calls.Add(1)
+	defer e.calls.Done()
+	e.once.Do(func() { close(e.entered) })
+	<-e.disk
+	return e.Engine.Apply(context.Background(), ws, o)
+}
+
+func (e *deafStore) Close() error {
+	e.calls.Wait()
+	return e.Engine.Close()
+}
+
+// TestShutdownWithStuckEngine: an in-process engine stuck in a call that
+// ignores contexts does not hold shutdown forever. Shutdown returns, after
+// engine.call_timeout, an error saying the engine is stuck, and keeps the
+// data directory locked, since the stuck call may still write.
+func TestShutdownWithStuckEngine(t *testing.T) {
+	eng := &deafStore{Engine: memengine.New(), disk: make(chan struct{}), entered: make(chan struct{})}
+	t.Cleanup(func() { close(eng.disk) })
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MetricsListen = ""
+	cfg.DataDir = t.TempDir()
+	cfg.Engine.Name = "memory"
+	cfg.Engine.CallTimeout = config.Duration(200 * time.Millisecond)
+	openers := server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
+		return eng, nil
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := server.Start(ctx, cfg, openers, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	defer pcancel()
+	if _, err := kvpb.NewKVClient(conn).Put(pctx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err == nil {
+		t.Fatal("a put into the stuck engine succeeded")
+	}
+	<-eng.entered
+
+	done := make(chan error, 1)
+	go func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer scancel()
+		done <- srv.Shutdown(sctx)
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		t.Fatal("shutdown hangs on the stuck engine")
+	}
+	if err == nil || !strings.Contains(err.Error(), "a call into the engine is stuck") {
+		t.Fatalf("shutdown: %v, want an error naming the stuck engine", err)
+	}
+
+	// The directory stays locked against another server.
+	cfg2 := cfg
+	_, err = server.Start(ctx, cfg2, server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
+		return memengine.New(), nil
+	}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "in use by another FlareDB server") {
+		t.Fatalf("second server on the stuck server's directory: %v, want the directory in use", err)
+	}
+}
