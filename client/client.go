@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flaredb/flaredb/internal/streammux"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
 
@@ -23,17 +23,15 @@ import (
 // use; share one Client rather than creating one per request. Close it when
 // done.
 type Client struct {
-	addr  string
-	opts  options
-	conn  *grpc.ClientConn
-	kv    kvpb.KVClient
-	codec wireCodec
+	addr string
+	opts options
+	conn *grpc.ClientConn
+	kv   kvpb.KVClient
 
 	base   context.Context // parent of the streams' contexts; canceled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // sender and receiver goroutines
 
-	muxes    []*mux
+	muxes    []*streammux.Mux[*kvpb.StreamResult]
 	next     atomic.Uint64 // round robin over muxes
 	ids      atomic.Uint64 // request ids on the streams
 	noStream atomic.Bool   // the server has no Stream method: use unary calls
@@ -73,16 +71,15 @@ func New(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		return nil, invalid("address %q: %v", addr, err)
 	}
 	c := &Client{
-		addr:  addr,
-		opts:  o,
-		conn:  conn,
-		kv:    kvpb.NewKVClient(conn),
-		codec: newWireCodec(),
+		addr: addr,
+		opts: o,
+		conn: conn,
+		kv:   kvpb.NewKVClient(conn),
 	}
 	c.base, c.cancel = context.WithCancel(context.Background())
-	c.muxes = make([]*mux, o.streams)
+	c.muxes = make([]*streammux.Mux[*kvpb.StreamResult], o.streams)
 	for i := range c.muxes {
-		c.muxes[i] = &mux{c: c}
+		c.muxes[i] = c.newMux()
 	}
 	if !o.lazy {
 		if err := c.waitReady(ctx); err != nil {
@@ -134,10 +131,12 @@ func (c *Client) Close() error {
 		return nil
 	}
 	for _, m := range c.muxes {
-		m.close()
+		m.Close()
 	}
 	c.cancel()
-	c.wg.Wait()
+	for _, m := range c.muxes {
+		m.Wait()
+	}
 	return c.conn.Close()
 }
 
@@ -182,7 +181,7 @@ func (c *Client) run(ctx context.Context, idempotent bool, op *kvpb.StreamOp,
 			if len(c.muxes) > 1 {
 				m = c.muxes[c.next.Add(1)%uint64(len(c.muxes))]
 			}
-			r, notSent, err := m.do(ctx, op.Id, data)
+			r, notSent, err := m.Do(ctx, op.Id, data)
 			if err != nil {
 				return idempotent || notSent, err
 			}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/internal/streammux"
 	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
 )
 
@@ -51,12 +52,12 @@ type Client struct {
 	mu   sync.RWMutex // guards desc
 
 	// The Stream that carries Read and Apply: base is the context of its
-	// sessions, canceled by Close; wg counts their goroutines; noStream is
+	// sessions, canceled by Close; nextID numbers its calls; noStream is
 	// set for good once the server turns out to lack the Stream method.
-	mux          streamMux
+	mux          *streammux.Mux[*enginepb.StreamAnswer]
 	base         context.Context
 	baseCancel   context.CancelFunc
-	wg           sync.WaitGroup
+	nextID       atomic.Uint64
 	noStream     atomic.Bool
 	testHookSend func(calls int) // called with each message's size in calls
 }
@@ -80,7 +81,7 @@ var _ engine.Engine = (*Client)(nil)
 func NewClient(conn grpc.ClientConnInterface) *Client {
 	c := &Client{rpc: enginepb.NewEngineClient(conn)}
 	c.base, c.baseCancel = context.WithCancel(context.Background())
-	c.mux.c = c
+	c.mux = c.newMux()
 	return c
 }
 
@@ -203,7 +204,7 @@ func (c *Client) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 func roundTrip[R any](ctx context.Context, c *Client, missing string, build func(*enginepb.StreamCall),
 	pick func(*enginepb.StreamAnswer) *R, unary func() (*R, error)) (*R, error) {
 	if !c.noStream.Load() {
-		a, err := c.mux.do(ctx, build)
+		a, err := c.streamCall(ctx, build)
 		switch {
 		case errors.Is(err, errNoStream):
 		case err != nil:
@@ -340,8 +341,9 @@ func (c *Client) CloseContext(ctx context.Context) error {
 		}
 	}
 	// No call is in progress: end the Stream, if one is open.
+	c.mux.Close()
 	c.baseCancel()
-	c.wg.Wait()
+	c.mux.Wait()
 	_, err := c.rpc.Close(ctx, &enginepb.CloseRequest{})
 	if err = FromStatus(err); err != nil && !errors.Is(err, engine.ErrClosed) && !errors.Is(err, engine.ErrUnavailable) {
 		return err
