@@ -15,7 +15,9 @@
 //
 // It imports gRPC and nothing of FlareDB's, so that both the client (which
 // must not import the plugins) and the wire (which must not import the
-// client) can use it.
+// client) can use it. Its behaviour is tested through those two, against
+// real gRPC servers: coalescing, answers out of order, abandoned calls,
+// broken streams and the fallback to unary calls.
 package streammux
 
 import (
