@@ -28,7 +28,10 @@ var (
 	ErrClosed = errors.New("flaredb: closed")
 	// ErrTooLarge reports a key, value, batch or message beyond the
 	// server's limits (see ServerStatus.Limits). It also matches
-	// ErrInvalidArgument when the server sent code InvalidArgument.
+	// ErrInvalidArgument when the server sent code InvalidArgument: the
+	// request was refused. With code ResourceExhausted instead, a write
+	// was applied and only its answer (the previous values) was too large
+	// to send; the message says so.
 	ErrTooLarge = errors.New("flaredb: too large")
 	// ErrInvalidArgument reports a malformed request: an empty key, a
 	// reversed scan range, an unknown condition.

@@ -26,6 +26,7 @@ var errorMap = []struct {
 	{kv.ErrShuttingDown, codes.Unavailable, kvpb.ReasonShuttingDown},
 	{engine.ErrNotFound, codes.NotFound, kvpb.ReasonNotFound},
 	{engine.ErrClosed, codes.Unavailable, kvpb.ReasonClosed},
+	{errWriteAnswerTooLarge, codes.ResourceExhausted, kvpb.ReasonTooLarge},
 	{engine.ErrTooLarge, codes.InvalidArgument, kvpb.ReasonTooLarge},
 	{engine.ErrInvalidArgument, codes.InvalidArgument, kvpb.ReasonInvalidArgument},
 	{engine.ErrUnavailable, codes.Unavailable, kvpb.ReasonUnavailable},

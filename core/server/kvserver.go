@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -300,19 +301,41 @@ func (s *kvServer) answerLimit() int {
 }
 
 // answer sizes r, the answer to a request that failed with err if err is
-// set. An answer too large for one message becomes a TOO_LARGE error; the
-// error returned is the request's, for metrics.
+// set. An answer too large for one message becomes a TOO_LARGE error (see
+// answerTooLarge); the error returned is the request's, for metrics.
 func (s *kvServer) answer(r *kvpb.StreamResult, err error) (streamAnswer, error) {
 	if err == nil {
 		n := proto.Size(r)
 		if size := resultSize(n); size <= s.answerLimit() {
 			return streamAnswer{r: r, size: size}, nil
 		}
-		err = fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size)",
-			engine.ErrTooLarge, n, s.maxMsg)
+		switch r.Response.(type) {
+		case *kvpb.StreamResult_Get, *kvpb.StreamResult_BatchGet:
+			err = answerTooLarge(n, s.maxMsg, false)
+		default:
+			err = answerTooLarge(n, s.maxMsg, true)
+		}
 	}
 	r = &kvpb.StreamResult{Id: r.GetId(), Error: toStreamError(err)}
 	return streamAnswer{r: r, size: resultSize(proto.Size(r))}, err
+}
+
+// errWriteAnswerTooLarge is the error of a write that was applied but
+// whose answer (the keys' previous values) does not fit in a message.
+var errWriteAnswerTooLarge = errors.New("write applied, answer too large")
+
+// answerTooLarge returns the error for an answer of n bytes beyond the
+// message limit. A read changed nothing: it fails as too large
+// (InvalidArgument). A write was applied and only its answer is lost: it
+// fails with ResourceExhausted, gRPC's code for an oversized message, and
+// says so, so that no one takes it for a refused write.
+func answerTooLarge(n, limit int, write bool) error {
+	if write {
+		return fmt.Errorf("%w: %w: the write was applied, but its answer of %d bytes (the previous values) exceeds the %d-byte message limit (limits.max_message_size); "+
+			"do not retry it, read the keys with fewer at once", engine.ErrTooLarge, errWriteAnswerTooLarge, n, limit)
+	}
+	return fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size); ask for fewer keys at once",
+		engine.ErrTooLarge, n, limit)
 }
 
 // resultSize returns the bytes a StreamResult of n encoded bytes adds to a

@@ -121,6 +121,7 @@ type Server struct {
 	lis     net.Listener
 	httpLis net.Listener
 	metrics *metrics.Metrics
+	mode    string // the engine's: "in-process" or "plugin"
 
 	serveErr chan error
 	once     sync.Once
@@ -161,7 +162,11 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 2)}
 	defer func() {
 		if err != nil {
-			s.release(context.Background())
+			// No drain to wait for: an engine that does not close within
+			// call_timeout is left to the process's exit.
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			s.release(done)
 		}
 	}()
 
@@ -187,6 +192,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	}
 	warnOtherEngineDirs(log, dataDir, engDir, cfg.Engine.Name)
 	log.Info("opening engine", "engine", cfg.Engine.Name, "mode", op.Mode, "dir", engDir)
+	s.mode = op.Mode
 	if s.eng, err = op.Open(ctx, cfg, engDir, log); err != nil {
 		return nil, fmt.Errorf("open engine %q in %s: %w", cfg.Engine.Name, engDir, err)
 	}
@@ -399,18 +405,19 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	s.metrics.InFlight.Inc()
 	defer s.metrics.InFlight.Dec()
 	resp, err := h(ctx, req)
+	method := filepath.Base(info.FullMethod)
 	if err == nil {
 		// gRPC would refuse an answer over the send limit with a bare
-		// ResourceExhausted; say which limit, with the TOO_LARGE reason the
-		// stream gives for the same answer.
+		// ResourceExhausted; say which limit and whether a write was
+		// applied, with the TOO_LARGE reason the stream gives for the same
+		// answer.
 		if m, ok := resp.(proto.Message); ok && s.cfg.Limits.MaxMessageSize > 0 {
 			if n := proto.Size(m); int64(n) > int64(s.cfg.Limits.MaxMessageSize) {
-				resp, err = nil, toStatus(fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size); ask for fewer keys at once",
-					engine.ErrTooLarge, n, s.cfg.Limits.MaxMessageSize))
+				read := method == "Get" || method == "BatchGet" || method == "Status"
+				resp, err = nil, toStatus(answerTooLarge(n, int(s.cfg.Limits.MaxMessageSize), !read))
 			}
 		}
 	}
-	method := filepath.Base(info.FullMethod)
 	s.metrics.Requests.WithLabelValues(method, status.Code(err).String()).Inc()
 	s.metrics.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -517,12 +524,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // release closes whatever Start opened, in reverse order.
 //
-// The write pipeline and the engine get until ctx ends, and at least
-// engine.call_timeout, to close. An engine still busy then — an in-process
-// store stuck in I/O ignores contexts, so its calls and its Close wait for
-// the disk — is left behind, and so is the data directory's lock, which
-// keeps another server off the directory while the stuck call may still
-// write: the process's exit releases both. The error says so.
+// An in-process engine gets until ctx ends, and at least
+// engine.call_timeout, to close together with the write pipeline. One still
+// busy then — a store stuck in I/O ignores contexts, so its calls and its
+// Close wait for the disk — is left behind, and so is the data directory's
+// lock, which keeps another server off the directory while the stuck call
+// may still write: the process's exit releases both. The error says so. A
+// plugin is not bounded here: its host bounds the plugin's close by the
+// plugin's stop timeout and kills what remains, and the pipeline's calls to
+// it end with call_timeout.
 func (s *Server) release(ctx context.Context) error {
 	var errs []error
 	s.stopHealthWatch()
@@ -550,25 +560,34 @@ func (s *Server) release(ctx context.Context) error {
 		}
 		closed <- err
 	}()
-	bound := s.cfg.Engine.CallTimeout.D()
-	if bound <= 0 {
-		bound = kv.DefaultCallTimeout
+	var giveUp <-chan time.Time
+	if s.mode != "plugin" {
+		bound := s.cfg.Engine.CallTimeout.D()
+		if bound <= 0 {
+			bound = kv.DefaultCallTimeout
+		}
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		giveUp = t.C
 	}
-	if d, ok := ctx.Deadline(); ok && time.Until(d) > bound {
-		bound = time.Until(d)
-	}
-	t := time.NewTimer(bound)
-	defer t.Stop()
 	select {
 	case err := <-closed:
 		if err != nil {
 			errs = append(errs, err)
 		}
-	case <-t.C:
-		err := fmt.Errorf("close engine: not closed within %s (engine.call_timeout, or the shutdown timeout if longer): a call into the engine is stuck; "+
-			"the engine and the data directory's lock are left to the process's exit", bound)
-		s.log.Error("engine did not close", "err", err)
-		return errors.Join(append(errs, err)...)
+	case <-giveUp:
+		// At least call_timeout has passed; wait on while ctx lasts.
+		select {
+		case err := <-closed:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-ctx.Done():
+			err := fmt.Errorf("close engine: not closed within engine.call_timeout (%s) and the shutdown timeout: a call into the engine is stuck; "+
+				"the engine and the data directory's lock are left to the process's exit", s.cfg.Engine.CallTimeout.D())
+			s.log.Error("engine did not close", "err", err)
+			return errors.Join(append(errs, err)...)
+		}
 	}
 	if s.lock != nil {
 		if err := s.lock.release(); err != nil {

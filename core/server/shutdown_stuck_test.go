@@ -74,7 +74,11 @@ func TestShutdownWithStuckEngine(t *testing.T) {
 	if _, err := kvpb.NewKVClient(conn).Put(pctx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err == nil {
 		t.Fatal("a put into the stuck engine succeeded")
 	}
-	<-eng.entered
+	select {
+	case <-eng.entered:
+	case <-ctx.Done():
+		t.Fatal("the put never reached the engine")
+	}
 
 	done := make(chan error, 1)
 	go func() {
@@ -92,10 +96,12 @@ func TestShutdownWithStuckEngine(t *testing.T) {
 	}
 
 	// The directory stays locked against another server.
-	cfg2 := cfg
-	_, err = server.Start(ctx, cfg2, server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
+	srv2, err := server.Start(ctx, cfg, server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
 		return memengine.New(), nil
 	}}}, nil)
+	if err == nil {
+		srv2.Shutdown(ctx)
+	}
 	if err == nil || !strings.Contains(err.Error(), "in use by another FlareDB server") {
 		t.Fatalf("second server on the stuck server's directory: %v, want the directory in use", err)
 	}

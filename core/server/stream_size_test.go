@@ -301,3 +301,72 @@ func TestUnaryAnswerSize(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteAnswerTooLarge: a write whose answer (the previous values) does
+// not fit in a message is applied all the same; it fails with
+// ResourceExhausted and TOO_LARGE, saying that it was applied, so that no
+// one takes it for a refused write. Unary and on the stream.
+func TestWriteAnswerTooLarge(t *testing.T) {
+	c := startSizeServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, testValueLen) }
+	deleteBoth := func(prefix string) *kvpb.BatchRequest {
+		return &kvpb.BatchRequest{Ops: []*kvpb.Op{
+			{Kind: kvpb.OpKind_OP_DELETE, Key: []byte(prefix + "/0")},
+			{Kind: kvpb.OpKind_OP_DELETE, Key: []byte(prefix + "/1")},
+		}}
+	}
+	check := func(t *testing.T, code codes.Code, reason, msg string) {
+		t.Helper()
+		if code != codes.ResourceExhausted || reason != kvpb.ReasonTooLarge || !strings.Contains(msg, "the write was applied") {
+			t.Errorf("code %v reason %q message %q, want ResourceExhausted TOO_LARGE saying the write was applied", code, reason, msg)
+		}
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, req *kvpb.BatchRequest)
+	}{
+		{"unary", func(t *testing.T, req *kvpb.BatchRequest) {
+			_, err := c.Batch(ctx, req)
+			st, _ := status.FromError(err)
+			var reason string
+			for _, d := range st.Details() {
+				if info, ok := d.(*errdetails.ErrorInfo); ok {
+					reason = info.Reason
+				}
+			}
+			check(t, st.Code(), reason, st.Message())
+		}},
+		{"stream", func(t *testing.T, req *kvpb.BatchRequest) {
+			st, err := c.Stream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.CloseSend()
+			got, _ := exchange(t, st, []*kvpb.StreamOp{{Id: 1, Request: &kvpb.StreamOp_Batch{Batch: req}}})
+			e := got[1].GetError()
+			if e == nil {
+				t.Fatalf("answer %v, want an error", got[1])
+			}
+			check(t, codes.Code(e.Code), e.Reason, e.Message)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range 2 {
+				if _, err := c.Put(ctx, &kvpb.PutRequest{Key: fmt.Appendf(nil, "%s/%d", tc.name, i), Value: big(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.run(t, deleteBoth(tc.name))
+			// The deletes were applied.
+			for i := range 2 {
+				g, err := c.Get(ctx, &kvpb.GetRequest{Key: fmt.Appendf(nil, "%s/%d", tc.name, i)})
+				if err != nil || g.Found {
+					t.Errorf("%s/%d after the batch: found %v, err %v; want deleted", tc.name, i, g.GetFound(), err)
+				}
+			}
+		})
+	}
+}
