@@ -61,7 +61,7 @@ func (c *Client) newMux() *streammux.Mux[*kvpb.StreamResult] {
 			return unavailable(fromStatus(context.Background(), cause), "stream broken"), none
 		},
 		Closed:        ErrClosed,
-		KeepsBreaking: unavailable(nil, "stream keeps breaking"),
+		KeepsBreaking: func() error { return unavailable(nil, "stream keeps breaking") },
 		OnSend:        c.opts.testHookSend,
 		OnQueued:      c.opts.testHookEnqueue,
 	})

@@ -10,8 +10,9 @@
 // appending repeated fields, so the concatenation of several such encodings
 // is the encoding of one request carrying all their calls: the sender
 // packs waiting calls into one message by handing gRPC the list of
-// encodings (through Codec) without re-marshaling, and a caller's bytes are
-// never read after its call has been queued.
+// encodings (through Codec) without re-marshaling. The encoding belongs to
+// the Mux once queued; the values the caller encoded it from are not
+// touched again.
 //
 // It imports gRPC and nothing of FlareDB's, so that both the client (which
 // must not import the plugins) and the wire (which must not import the
@@ -88,9 +89,9 @@ type Options[A any] struct {
 	Broken func(cause error) (err error, noneProcessed bool)
 	// Closed is the error of calls made after Close.
 	Closed error
-	// KeepsBreaking is the error of a call that found its session broken
-	// several times in a row before it could queue.
-	KeepsBreaking error
+	// KeepsBreaking returns the error of a call that found its session
+	// broken several times in a row before it could queue.
+	KeepsBreaking func() error
 
 	// OnSend, if set, is called before each message is sent with its
 	// number of calls, and OnQueued after each call is queued (for tests).
@@ -171,7 +172,7 @@ func (m *Mux[A]) Do(ctx context.Context, id uint64, data []byte) (a A, notSent b
 		}
 		// The session broke between lookup and enqueue; open another.
 		if tries >= 3 {
-			return a, true, m.o.KeepsBreaking
+			return a, true, m.o.KeepsBreaking()
 		}
 	}
 	if h := m.o.OnQueued; h != nil {

@@ -71,7 +71,7 @@ func (c *Client) newMux() *streammux.Mux[*enginepb.StreamAnswer] {
 			return fmt.Errorf("%w: engine stream broken: %w", engine.ErrUnavailable, FromStatus(cause)), false
 		},
 		Closed:        engine.ErrClosed,
-		KeepsBreaking: fmt.Errorf("%w: engine stream keeps breaking", engine.ErrUnavailable),
+		KeepsBreaking: func() error { return fmt.Errorf("%w: engine stream keeps breaking", engine.ErrUnavailable) },
 		OnSend: func(n int) {
 			if h := c.testHookSend; h != nil {
 				h(n)
