@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -829,6 +830,58 @@ func BenchmarkPut(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// TestWriteAnswerTooLarge: a batch that was applied but whose answer (the
+// previous values) exceeds the server's message limit fails with
+// ErrTooLarge and code ResourceExhausted, not ErrInvalidArgument, and is not
+// retried; a batch refused by its condition, whose answer is as large,
+// fails with ErrTooLarge and ErrInvalidArgument and changed nothing.
+func TestWriteAnswerTooLarge(t *testing.T) {
+	const maxMsg = 1 << 20
+	srv := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) {
+		c.Limits.MaxValueSize = maxMsg - 8<<10
+		c.Limits.MaxMessageSize = maxMsg
+	}})
+	big := bytes.Repeat([]byte("v"), maxMsg-16<<10)
+	for _, m := range modes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			c := dial(t, srv.Addr, append(m.opts, WithRetry(RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond}))...)
+			ctx := testCtx(t)
+			k0, k1 := []byte(m.name+"/0"), []byte(m.name+"/1")
+			for _, k := range [][]byte{k0, k1} {
+				if _, err := c.Put(ctx, k, big); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// Refused by its condition: nothing changed.
+			_, err := c.Batch(ctx, []Op{DeleteOp(k0, IfVersion(1<<62)), DeleteOp(k1, Always())})
+			var e *Error
+			if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrInvalidArgument) || !errors.As(err, &e) || e.Code != codes.InvalidArgument {
+				t.Fatalf("refused batch: %#v, want ErrTooLarge and ErrInvalidArgument", err)
+			}
+			if _, _, found, err := c.Get(ctx, k1); err != nil || !found {
+				t.Fatalf("%s after the refused batch: found %v, err %v", k1, found, err)
+			}
+
+			// Applied: the error says so and the batch is not sent again.
+			before := srv.Faults.Touched(k0)
+			_, err = c.Batch(ctx, []Op{DeleteOp(k0, Always()), DeleteOp(k1, Always())})
+			if !errors.Is(err, ErrTooLarge) || errors.Is(err, ErrInvalidArgument) || !errors.As(err, &e) ||
+				e.Code != codes.ResourceExhausted || !strings.Contains(e.Message, "the write was applied") {
+				t.Fatalf("applied batch: %#v, want ErrTooLarge with ResourceExhausted saying it was applied", err)
+			}
+			if n := srv.Faults.Touched(k0) - before; n != 1 {
+				t.Errorf("the engine saw the applied batch %d times, want 1", n)
+			}
+			for _, k := range [][]byte{k0, k1} {
+				if _, _, found, err := c.Get(ctx, k); err != nil || found {
+					t.Errorf("%s after the applied batch: found %v, err %v", k, found, err)
+				}
+			}
 		})
 	}
 }

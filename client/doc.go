@@ -55,7 +55,9 @@
 // them with errors.Is against the sentinels (ErrNotFound, ErrInvalidArgument,
 // ErrTooLarge, ErrUnavailable, ErrClosed, ...) and use errors.As with
 // *Error for the details. A reason refines its code: an error with reason
-// TOO_LARGE matches both ErrTooLarge and ErrInvalidArgument.
+// TOO_LARGE and code InvalidArgument (a refused request) matches both
+// ErrTooLarge and ErrInvalidArgument; with code ResourceExhausted (a write
+// applied whose answer was too large to send) only ErrTooLarge.
 //
 // # Retries
 //

@@ -29,9 +29,13 @@ var (
 	// ErrTooLarge reports a key, value, batch or message beyond the
 	// server's limits (see ServerStatus.Limits). It also matches
 	// ErrInvalidArgument when the server sent code InvalidArgument: the
-	// request was refused. With code ResourceExhausted instead, a write
-	// was applied and only its answer (the previous values) was too large
-	// to send; the message says so.
+	// request was refused. With reason TOO_LARGE and code
+	// ResourceExhausted, a write was applied and only its answer (the
+	// previous values) was too large to send; the message says so. (A bare
+	// ResourceExhausted, without a reason, comes from gRPC's own size
+	// limits: a request too large to send, which nothing processed, or an
+	// answer over this client's receive limit, whose request the server
+	// did process.)
 	ErrTooLarge = errors.New("flaredb: too large")
 	// ErrInvalidArgument reports a malformed request: an empty key, a
 	// reversed scan range, an unknown condition.

@@ -309,12 +309,18 @@ func (s *kvServer) answer(r *kvpb.StreamResult, err error) (streamAnswer, error)
 		if size := resultSize(n); size <= s.answerLimit() {
 			return streamAnswer{r: r, size: size}, nil
 		}
-		switch r.Response.(type) {
-		case *kvpb.StreamResult_Get, *kvpb.StreamResult_BatchGet:
-			err = answerTooLarge(n, s.maxMsg, false)
-		default:
-			err = answerTooLarge(n, s.maxMsg, true)
+		var m proto.Message
+		switch x := r.Response.(type) {
+		case *kvpb.StreamResult_Put:
+			m = x.Put
+		case *kvpb.StreamResult_Delete:
+			m = x.Delete
+		case *kvpb.StreamResult_Cas:
+			m = x.Cas
+		case *kvpb.StreamResult_Batch:
+			m = x.Batch
 		}
+		err = answerTooLarge(n, s.maxMsg, applied(m))
 	}
 	r = &kvpb.StreamResult{Id: r.GetId(), Error: toStreamError(err)}
 	return streamAnswer{r: r, size: resultSize(proto.Size(r))}, err
@@ -324,17 +330,33 @@ func (s *kvServer) answer(r *kvpb.StreamResult, err error) (streamAnswer, error)
 // whose answer (the keys' previous values) does not fit in a message.
 var errWriteAnswerTooLarge = errors.New("write applied, answer too large")
 
+// applied reports whether resp answers a write that changed the store: a
+// Put or Delete, or a CompareAndSwap or Batch whose conditions held. Reads
+// and writes whose conditions failed changed nothing.
+func applied(resp proto.Message) bool {
+	switch r := resp.(type) {
+	case *kvpb.PutResponse, *kvpb.DeleteResponse:
+		return true
+	case *kvpb.CompareAndSwapResponse:
+		return r.GetSucceeded()
+	case *kvpb.BatchResponse:
+		return r.GetSucceeded()
+	}
+	return false
+}
+
 // answerTooLarge returns the error for an answer of n bytes beyond the
-// message limit. A read changed nothing: it fails as too large
-// (InvalidArgument). A write was applied and only its answer is lost: it
-// fails with ResourceExhausted, gRPC's code for an oversized message, and
-// says so, so that no one takes it for a refused write.
-func answerTooLarge(n, limit int, write bool) error {
-	if write {
+// message limit. A request that changed nothing (a read, a write whose
+// conditions failed) fails as too large (InvalidArgument). A write that was
+// applied, and only lost its answer, fails with ResourceExhausted, gRPC's
+// code for an oversized message, and says so, so that no one takes it for
+// a refused write and retries it.
+func answerTooLarge(n, limit int, applied bool) error {
+	if applied {
 		return fmt.Errorf("%w: %w: the write was applied, but its answer of %d bytes (the previous values) exceeds the %d-byte message limit (limits.max_message_size); "+
 			"do not retry it, read the keys with fewer at once", engine.ErrTooLarge, errWriteAnswerTooLarge, n, limit)
 	}
-	return fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size); ask for fewer keys at once",
+	return fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size); nothing was changed; ask for fewer keys at once",
 		engine.ErrTooLarge, n, limit)
 }
 

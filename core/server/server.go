@@ -409,12 +409,10 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if err == nil {
 		// gRPC would refuse an answer over the send limit with a bare
 		// ResourceExhausted; say which limit and whether a write was
-		// applied, with the TOO_LARGE reason the stream gives for the same
-		// answer.
+		// applied, as the stream does for the same answer.
 		if m, ok := resp.(proto.Message); ok && s.cfg.Limits.MaxMessageSize > 0 {
 			if n := proto.Size(m); int64(n) > int64(s.cfg.Limits.MaxMessageSize) {
-				read := method == "Get" || method == "BatchGet" || method == "Status"
-				resp, err = nil, toStatus(answerTooLarge(n, int(s.cfg.Limits.MaxMessageSize), !read))
+				resp, err = nil, toStatus(answerTooLarge(n, int(s.cfg.Limits.MaxMessageSize), applied(m)))
 			}
 		}
 	}
@@ -561,11 +559,11 @@ func (s *Server) release(ctx context.Context) error {
 		closed <- err
 	}()
 	var giveUp <-chan time.Time
+	bound := s.cfg.Engine.CallTimeout.D()
+	if bound <= 0 {
+		bound = kv.DefaultCallTimeout
+	}
 	if s.mode != "plugin" {
-		bound := s.cfg.Engine.CallTimeout.D()
-		if bound <= 0 {
-			bound = kv.DefaultCallTimeout
-		}
 		t := time.NewTimer(bound)
 		defer t.Stop()
 		giveUp = t.C
@@ -583,8 +581,8 @@ func (s *Server) release(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		case <-ctx.Done():
-			err := fmt.Errorf("close engine: not closed within engine.call_timeout (%s) and the shutdown timeout: a call into the engine is stuck; "+
-				"the engine and the data directory's lock are left to the process's exit", s.cfg.Engine.CallTimeout.D())
+			err := fmt.Errorf("close engine: not closed within %s (engine.call_timeout) and the shutdown timeout: a call into the engine is stuck; "+
+				"the engine and the data directory's lock are left to the process's exit", bound)
 			s.log.Error("engine did not close", "err", err)
 			return errors.Join(append(errs, err)...)
 		}

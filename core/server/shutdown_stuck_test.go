@@ -43,12 +43,29 @@ func (e *deafStore) Close() error {
 }
 
 // TestShutdownWithStuckEngine: an in-process engine stuck in a call that
-// ignores contexts does not hold shutdown forever. Shutdown returns, after
-// engine.call_timeout, an error saying the engine is stuck, and keeps the
-// data directory locked, since the stuck call may still write.
+// ignores contexts does not hold shutdown forever. Past engine.call_timeout,
+// shutdown waits while its own context lasts: if the engine comes back
+// meanwhile, it closes cleanly and frees the data directory; if not,
+// shutdown returns an error saying the engine is stuck and keeps the data
+// directory locked, since the stuck call may still write.
 func TestShutdownWithStuckEngine(t *testing.T) {
+	cases := []struct {
+		name            string
+		shutdownTimeout time.Duration
+		unstickAfter    time.Duration // 0: stays stuck
+	}{
+		{"stays stuck", 100 * time.Millisecond, 0},
+		{"comes back after call_timeout", time.Minute, time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { testShutdownWithStuckEngine(t, tc.shutdownTimeout, tc.unstickAfter) })
+	}
+}
+
+func testShutdownWithStuckEngine(t *testing.T, shutdownTimeout, unstickAfter time.Duration) {
 	eng := &deafStore{Engine: memengine.New(), disk: make(chan struct{}), entered: make(chan struct{})}
-	t.Cleanup(func() { close(eng.disk) })
+	var unstick sync.Once
+	t.Cleanup(func() { unstick.Do(func() { close(eng.disk) }) })
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MetricsListen = ""
@@ -58,7 +75,7 @@ func TestShutdownWithStuckEngine(t *testing.T) {
 	openers := server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
 		return eng, nil
 	}}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv, err := server.Start(ctx, cfg, openers, nil)
 	if err != nil {
@@ -80,9 +97,14 @@ func TestShutdownWithStuckEngine(t *testing.T) {
 		t.Fatal("the put never reached the engine")
 	}
 
+	if unstickAfter > 0 {
+		// The disk comes back well after call_timeout, within the
+		// shutdown timeout.
+		time.AfterFunc(unstickAfter, func() { unstick.Do(func() { close(eng.disk) }) })
+	}
 	done := make(chan error, 1)
 	go func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer scancel()
 		done <- srv.Shutdown(sctx)
 	}()
@@ -91,18 +113,23 @@ func TestShutdownWithStuckEngine(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("shutdown hangs on the stuck engine")
 	}
-	if err == nil || !strings.Contains(err.Error(), "a call into the engine is stuck") {
-		t.Fatalf("shutdown: %v, want an error naming the stuck engine", err)
+	stuck := unstickAfter == 0
+	if stuck != (err != nil && strings.Contains(err.Error(), "a call into the engine is stuck")) {
+		t.Fatalf("shutdown: %v; want an error naming the stuck engine: %v", err, stuck)
+	}
+	if !stuck && err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 
-	// The directory stays locked against another server.
+	// The directory stays locked against another server while the engine
+	// is stuck, and is free once it has closed.
 	srv2, err := server.Start(ctx, cfg, server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
 		return memengine.New(), nil
 	}}}, nil)
 	if err == nil {
 		srv2.Shutdown(ctx)
 	}
-	if err == nil || !strings.Contains(err.Error(), "in use by another FlareDB server") {
-		t.Fatalf("second server on the stuck server's directory: %v, want the directory in use", err)
+	if locked := err != nil && strings.Contains(err.Error(), "in use by another FlareDB server"); locked != stuck {
+		t.Fatalf("second server on the directory: %v; want it refused: %v", err, stuck)
 	}
 }

@@ -302,55 +302,67 @@ func TestUnaryAnswerSize(t *testing.T) {
 	}
 }
 
-// TestWriteAnswerTooLarge: a write whose answer (the previous values) does
-// not fit in a message is applied all the same; it fails with
+// TestWriteAnswerTooLarge: a write whose answer (the keys' values before
+// it) does not fit in a message keeps its outcome. Applied, it fails with
 // ResourceExhausted and TOO_LARGE, saying that it was applied, so that no
-// one takes it for a refused write. Unary and on the stream.
+// one takes it for a refused write; refused by its conditions, it changed
+// nothing and fails with InvalidArgument and TOO_LARGE. Unary and on the
+// stream.
 func TestWriteAnswerTooLarge(t *testing.T) {
 	c := startSizeServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, testValueLen) }
-	deleteBoth := func(prefix string) *kvpb.BatchRequest {
-		return &kvpb.BatchRequest{Ops: []*kvpb.Op{
-			{Kind: kvpb.OpKind_OP_DELETE, Key: []byte(prefix + "/0")},
-			{Kind: kvpb.OpKind_OP_DELETE, Key: []byte(prefix + "/1")},
-		}}
-	}
-	check := func(t *testing.T, code codes.Code, reason, msg string) {
-		t.Helper()
-		if code != codes.ResourceExhausted || reason != kvpb.ReasonTooLarge || !strings.Contains(msg, "the write was applied") {
-			t.Errorf("code %v reason %q message %q, want ResourceExhausted TOO_LARGE saying the write was applied", code, reason, msg)
+	// deleteBoth deletes prefix/0 and prefix/1, if prefix/0 has version
+	// 1<<62 when failing is set (it never has).
+	deleteBoth := func(prefix string, failing bool) *kvpb.BatchRequest {
+		first := &kvpb.Op{Kind: kvpb.OpKind_OP_DELETE, Key: []byte(prefix + "/0")}
+		if failing {
+			first.Condition = &kvpb.Condition{Kind: kvpb.ConditionKind_CONDITION_VERSION, Version: 1 << 62}
 		}
+		return &kvpb.BatchRequest{Ops: []*kvpb.Op{first, {Kind: kvpb.OpKind_OP_DELETE, Key: []byte(prefix + "/1")}}}
+	}
+	// answer is the error a way of sending gives a batch: code, reason and
+	// message.
+	type answer struct {
+		code            codes.Code
+		reason, message string
+	}
+	unary := func(t *testing.T, req *kvpb.BatchRequest) answer {
+		_, err := c.Batch(ctx, req)
+		st, _ := status.FromError(err)
+		var reason string
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				reason = info.Reason
+			}
+		}
+		return answer{st.Code(), reason, st.Message()}
+	}
+	stream := func(t *testing.T, req *kvpb.BatchRequest) answer {
+		st, err := c.Stream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.CloseSend()
+		got, _ := exchange(t, st, []*kvpb.StreamOp{{Id: 1, Request: &kvpb.StreamOp_Batch{Batch: req}}})
+		e := got[1].GetError()
+		if e == nil {
+			t.Fatalf("answer %v, want an error", got[1])
+		}
+		return answer{codes.Code(e.Code), e.Reason, e.Message}
 	}
 	cases := []struct {
-		name string
-		run  func(t *testing.T, req *kvpb.BatchRequest)
+		name    string
+		send    func(*testing.T, *kvpb.BatchRequest) answer
+		failing bool
+		code    codes.Code
+		says    string
 	}{
-		{"unary", func(t *testing.T, req *kvpb.BatchRequest) {
-			_, err := c.Batch(ctx, req)
-			st, _ := status.FromError(err)
-			var reason string
-			for _, d := range st.Details() {
-				if info, ok := d.(*errdetails.ErrorInfo); ok {
-					reason = info.Reason
-				}
-			}
-			check(t, st.Code(), reason, st.Message())
-		}},
-		{"stream", func(t *testing.T, req *kvpb.BatchRequest) {
-			st, err := c.Stream(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.CloseSend()
-			got, _ := exchange(t, st, []*kvpb.StreamOp{{Id: 1, Request: &kvpb.StreamOp_Batch{Batch: req}}})
-			e := got[1].GetError()
-			if e == nil {
-				t.Fatalf("answer %v, want an error", got[1])
-			}
-			check(t, codes.Code(e.Code), e.Reason, e.Message)
-		}},
+		{"unary-applied", unary, false, codes.ResourceExhausted, "the write was applied"},
+		{"stream-applied", stream, false, codes.ResourceExhausted, "the write was applied"},
+		{"unary-refused", unary, true, codes.InvalidArgument, "nothing was changed"},
+		{"stream-refused", stream, true, codes.InvalidArgument, "nothing was changed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -359,12 +371,14 @@ func TestWriteAnswerTooLarge(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			tc.run(t, deleteBoth(tc.name))
-			// The deletes were applied.
+			a := tc.send(t, deleteBoth(tc.name, tc.failing))
+			if a.code != tc.code || a.reason != kvpb.ReasonTooLarge || !strings.Contains(a.message, tc.says) {
+				t.Errorf("code %v reason %q message %q, want %v TOO_LARGE saying %q", a.code, a.reason, a.message, tc.code, tc.says)
+			}
 			for i := range 2 {
 				g, err := c.Get(ctx, &kvpb.GetRequest{Key: fmt.Appendf(nil, "%s/%d", tc.name, i)})
-				if err != nil || g.Found {
-					t.Errorf("%s/%d after the batch: found %v, err %v; want deleted", tc.name, i, g.GetFound(), err)
+				if err != nil || g.Found == !tc.failing {
+					t.Errorf("%s/%d after the batch: found %v, err %v; want found %v", tc.name, i, g.GetFound(), err, tc.failing)
 				}
 			}
 		})

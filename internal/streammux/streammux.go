@@ -62,8 +62,8 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unm
 
 func (c codec) Name() string { return c.proto.Name() }
 
-// Options describe one protocol. Every function must be safe for
-// concurrent use.
+// Options describe one protocol. Every function but the test hooks (OnSend,
+// OnQueued) is required, and all must be safe for concurrent use.
 type Options[A any] struct {
 	// Open starts one stream call under ctx (canceled when the session
 	// ends), sending with Codec.
