@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
-	"github.com/flaredb/flaredb/core/server"
 	"github.com/flaredb/flaredb/engines/memengine"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
@@ -66,21 +64,18 @@ func testShutdownWithStuckEngine(t *testing.T, shutdownTimeout, unstickAfter tim
 	eng := &deafStore{Engine: memengine.New(), disk: make(chan struct{}), entered: make(chan struct{})}
 	var unstick sync.Once
 	t.Cleanup(func() { unstick.Do(func() { close(eng.disk) }) })
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MetricsListen = ""
-	cfg.DataDir = t.TempDir()
-	cfg.Engine.Name = "memory"
-	cfg.Engine.CallTimeout = config.Duration(200 * time.Millisecond)
-	openers := server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
-		return eng, nil
-	}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	srv, err := server.Start(ctx, cfg, openers, nil)
+	dir := t.TempDir()
+	srv, err := startTest(t, testServer{
+		dataDir: dir,
+		name:    "memory",
+		open:    func(string) (engine.Engine, error) { return eng, nil },
+		config:  func(c *config.Config) { c.Engine.CallTimeout = config.Duration(200 * time.Millisecond) },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -123,12 +118,7 @@ func testShutdownWithStuckEngine(t *testing.T, shutdownTimeout, unstickAfter tim
 
 	// The directory stays locked against another server while the engine
 	// is stuck, and is free once it has closed.
-	srv2, err := server.Start(ctx, cfg, server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
-		return memengine.New(), nil
-	}}}, nil)
-	if err == nil {
-		srv2.Shutdown(ctx)
-	}
+	_, err = startTest(t, testServer{dataDir: dir, name: "memory", open: func(string) (engine.Engine, error) { return memengine.New(), nil }})
 	if locked := err != nil && strings.Contains(err.Error(), "in use by another FlareDB server"); locked != stuck {
 		t.Fatalf("second server on the directory: %v; want it refused: %v", err, stuck)
 	}

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -10,9 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
-	"github.com/flaredb/flaredb/core/server"
 	"github.com/flaredb/flaredb/engines/memengine"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
@@ -40,28 +37,14 @@ func (e *stalledWrites) Apply(ctx context.Context, ws []engine.Write, o engine.A
 // keeps serving other requests.
 func TestStreamRequestDeadlineAndCancel(t *testing.T) {
 	eng := &stalledWrites{Engine: memengine.New(), release: make(chan struct{})}
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MetricsListen = ""
-	cfg.DataDir = t.TempDir()
-	cfg.Engine.Name = "memory"
-	openers := server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
-		return eng, nil
-	}}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := server.Start(ctx, cfg, openers, nil)
+	srv, err := startTest(t, testServer{dataDir: t.TempDir(), name: "memory", open: func(string) (engine.Engine, error) { return eng, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		close(eng.release) // let the stuck writes finish, so that shutdown drains
-		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer scancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			t.Error(err)
-		}
-	})
+	// Cleanups run last first: the stuck writes finish, then shutdown drains.
+	t.Cleanup(func() { close(eng.release) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
-	"github.com/flaredb/flaredb/core/server"
 	"github.com/flaredb/flaredb/engines/memengine"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
@@ -35,29 +33,18 @@ const (
 // above it, so that only the server's limit applies.
 func startSizeServer(t *testing.T) kvpb.KVClient {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.MetricsListen = ""
-	cfg.DataDir = t.TempDir()
-	cfg.Engine.Name = "memory"
-	cfg.Limits.MaxValueSize = testMaxMsg - 8<<10
-	cfg.Limits.MaxMessageSize = testMaxMsg
-	openers := server.Openers{"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
-		return memengine.New(), nil
-	}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := server.Start(ctx, cfg, openers, nil)
+	srv, err := startTest(t, testServer{
+		dataDir: t.TempDir(),
+		name:    "memory",
+		open:    func(string) (engine.Engine, error) { return memengine.New(), nil },
+		config: func(c *config.Config) {
+			c.Limits.MaxValueSize = testMaxMsg - 8<<10
+			c.Limits.MaxMessageSize = testMaxMsg
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
 	conn, err := grpc.NewClient(srv.Addr().String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64*testMaxMsg)))

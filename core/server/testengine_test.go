@@ -109,7 +109,8 @@ type testServer struct {
 	name    string // engine.name: the opener's name
 	mode    string // "in-process" (the default) or "plugin"
 	open    func(dir string) (engine.Engine, error)
-	log     io.Writer // nil discards the log
+	log     io.Writer            // nil discards the log
+	config  func(*config.Config) // edits the configuration, if set
 }
 
 // startTest starts the server ts describes, with gRPC and metrics
@@ -128,6 +129,9 @@ func startTest(t *testing.T, ts testServer) (*server.Server, error) {
 			t.Fatal(err)
 		}
 		cfg.Engine.Plugin.Path = exe
+	}
+	if ts.config != nil {
+		ts.config(&cfg)
 	}
 	mode := ts.mode
 	if mode == "" {
