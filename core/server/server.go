@@ -409,8 +409,11 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if err == nil {
 		// gRPC would refuse an answer over the send limit with a bare
 		// ResourceExhausted; say which limit and whether a write was
-		// applied, as the stream does for the same answer.
-		if m, ok := resp.(proto.Message); ok && s.cfg.Limits.MaxMessageSize > 0 {
+		// applied, as the stream does for the same answer. Only answers
+		// carrying many values can be that large: one value always fits
+		// (the configuration requires max_message_size to exceed
+		// max_key_size + max_value_size), so the rest are not measured.
+		if m, ok := resp.(proto.Message); ok && manyValues(m) && s.cfg.Limits.MaxMessageSize > 0 {
 			if n := proto.Size(m); int64(n) > int64(s.cfg.Limits.MaxMessageSize) {
 				resp, err = nil, toStatus(answerTooLarge(n, int(s.cfg.Limits.MaxMessageSize), applied(m)))
 			}
@@ -518,6 +521,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Info("shut down")
 	})
 	return err
+}
+
+// manyValues reports whether m is an answer that carries more than one
+// value (BatchGet, Batch).
+func manyValues(m proto.Message) bool {
+	switch m.(type) {
+	case *kvpb.BatchGetResponse, *kvpb.BatchResponse:
+		return true
+	}
+	return false
 }
 
 // release closes whatever Start opened, in reverse order.
