@@ -16,9 +16,10 @@
 //
 // It imports gRPC and nothing of FlareDB's, so that both the client (which
 // must not import the plugins) and the wire (which must not import the
-// client) can use it. Its behaviour is tested through those two, against
-// real gRPC servers: coalescing, answers out of order, abandoned calls,
-// broken streams and the fallback to unary calls.
+// client) can use it. Its own tests run it against a real gRPC server with
+// the engine wire's Stream (coalescing within the bounds, answers out of
+// order, abandoned calls, broken streams, failed opens, Close); the client
+// and wire tests cover it again behind those two protocols.
 package streammux
 
 import (
@@ -76,7 +77,8 @@ type Options[A any] struct {
 	// stop call id, whose caller has gone.
 	CancelRequest func(id uint64) ([]byte, error)
 	// MaxCalls and MaxBytes bound the calls and bytes coalesced into one
-	// message (a single larger call is sent alone).
+	// message (a single larger call is sent alone). Zero or less means no
+	// bound.
 	MaxCalls, MaxBytes int
 
 	// OpenFailed returns the error for the callers waiting on a session
@@ -182,8 +184,15 @@ func (m *Mux[A]) Do(ctx context.Context, id uint64, data []byte) (a A, notSent b
 	case r := <-cl.res:
 		return r.a, r.notSent, r.err
 	case <-ctx.Done():
-		s.abandon(cl)
-		return a, false, ctx.Err()
+		// An answer that came in meanwhile wins: the call is done, and
+		// asking the server to cancel it would be wasted.
+		select {
+		case r := <-cl.res:
+			return r.a, r.notSent, r.err
+		default:
+		}
+		sent := s.abandon(cl)
+		return a, !sent, ctx.Err()
 	}
 }
 
@@ -294,13 +303,14 @@ func (s *session[A]) enqueue(cl *call[A]) bool {
 // abandon forgets cl, whose caller has gone: it is not sent if it is still
 // queued, its answer is dropped, and if it was sent the server is asked to
 // cancel it (so that it stops waiting for it, as for a unary call whose
-// caller went away).
-func (s *session[A]) abandon(cl *call[A]) {
+// caller went away). It reports whether cl had been sent.
+func (s *session[A]) abandon(cl *call[A]) (sent bool) {
 	s.mu.Lock()
 	cl.gone = true
+	sent = cl.sent
 	if s.broken {
 		s.mu.Unlock()
-		return
+		return sent
 	}
 	delete(s.pending, cl.id)
 	if cl.sent {
@@ -310,6 +320,7 @@ func (s *session[A]) abandon(cl *call[A]) {
 	}
 	s.mu.Unlock()
 	s.signal()
+	return sent
 }
 
 // take removes the next message's worth of calls from the queue and marks
@@ -327,7 +338,10 @@ func (s *session[A]) take() [][]byte {
 		if cl.gone {
 			continue
 		}
-		if len(parts) >= s.m.o.MaxCalls || (len(parts) > 0 && size+len(cl.data) > s.m.o.MaxBytes) {
+		if maxCalls := s.m.o.MaxCalls; maxCalls > 0 && len(parts) >= maxCalls {
+			break
+		}
+		if maxBytes := s.m.o.MaxBytes; maxBytes > 0 && len(parts) > 0 && size+len(cl.data) > maxBytes {
 			break
 		}
 		cl.sent = true
@@ -404,6 +418,9 @@ func (s *session[A]) recvLoop() {
 // fail ends the session: every waiting call gets Broken's error, and the
 // next call opens a new session.
 func (s *session[A]) fail(cause error) {
+	// Forget s first, so that a caller whose enqueue finds s broken gets a
+	// new session on its next try, not s again.
+	s.m.drop(s)
 	s.mu.Lock()
 	if s.broken {
 		s.mu.Unlock()
@@ -426,7 +443,6 @@ func (s *session[A]) fail(cause error) {
 	s.mu.Unlock()
 
 	s.cancel()
-	s.m.drop(s)
 
 	err, none := s.m.o.Broken(cause)
 	for _, d := range ds {
