@@ -501,6 +501,22 @@ func versionCases() []Case {
 			h.expectStates(e, "final", keys("k"), []state{present("third", v3)})
 		}},
 
+		{Name: "versions/recreate-within-call", Run: func(t T, h *Harness) {
+			// A key deleted and put back within one call, at the version it
+			// had (allowed: after the delete its version is 0), holds the
+			// new value: the engine must not take "same version as before
+			// the call" for "unchanged".
+			e := h.Open()
+			for _, opts := range []engine.ApplyOptions{independent, atomicOpts} {
+				v := h.Put(e, []byte("k"), []byte("old"))
+				r := h.MustApply(e, opts, del("k"), put("k", "new", v))
+				checkResult(t, fmt.Sprintf("delete (%s)", modeName(opts)), r[0], true, present("old", v))
+				checkResult(t, fmt.Sprintf("put back at version %d (%s)", v, modeName(opts)), r[1], true, absent)
+				h.expectStates(e, fmt.Sprintf("after delete and put back (%s)", modeName(opts)), keys("k"), []state{present("new", v)})
+				h.Delete(e, []byte("k"))
+			}
+		}},
+
 		{Name: "versions/results", Run: func(t T, h *Harness) {
 			e := h.Open()
 			type step struct {

@@ -294,7 +294,10 @@ func (a *Adapter) Apply(ctx context.Context, writes []engine.Write, opts engine.
 
 	results := make([]engine.Result, len(writes))
 	allHold := true
-	changed := false
+	// dirty holds the keys a write of this call changed: comparing versions
+	// before and after would miss a key deleted and put back at its old
+	// version within the call.
+	dirty := make(map[string]bool, len(writes))
 	for i, w := range writes {
 		s := cur[string(w.Key)]
 		results[i] = engine.Result{Value: engine.Clone(s.value), Version: s.version}
@@ -309,11 +312,11 @@ func (a *Adapter) Apply(ctx context.Context, writes []engine.Write, opts engine.
 					engine.ErrInvalidArgument, i, w.Version, s.version)
 			}
 			cur[string(w.Key)] = state{w.Value, w.Version}
-			changed = true
+			dirty[string(w.Key)] = true
 		case engine.OpDelete:
 			if s.version != 0 {
 				cur[string(w.Key)] = state{}
-				changed = true
+				dirty[string(w.Key)] = true
 			}
 		}
 		results[i].Applied = true
@@ -325,7 +328,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []engine.Write, opts engine.
 		}
 		return results, nil
 	}
-	if !changed {
+	if len(dirty) == 0 {
 		return results, nil
 	}
 	// One mutation per changed key, in first-appearance order.
@@ -339,7 +342,7 @@ func (a *Adapter) Apply(ctx context.Context, writes []engine.Write, opts engine.
 		}
 		seen[k] = true
 		b, c := before[k], cur[k]
-		if b.version == c.version {
+		if !dirty[k] || (b.version == 0 && c.version == 0) {
 			continue
 		}
 		if c.version == 0 {
