@@ -41,7 +41,9 @@ type readReq struct {
 // read returns one entry per key, or ctx's error if ctx ends first (the
 // merged read it joined still runs, for the others).
 func (b *readBatcher) read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
-	r := &readReq{keys: keys, done: make(chan struct{})}
+	// The merged read may run after the caller has returned (its ctx
+	// ended): it must not read the caller's memory then.
+	r := &readReq{keys: ownKeys(keys), done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, r)
 	lead := b.active < b.depth

@@ -397,7 +397,10 @@ func (s *Service) submit(ctx context.Context, writes []engine.Write, atomic, syn
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	it := &item{writes: writes, atomic: atomic, sync: sync, done: make(chan struct{})}
+	// The pipeline may still run the writes after the caller has returned
+	// (its ctx ended once they were taken): they must not read the
+	// caller's memory then.
+	it := &item{writes: ownWrites(writes), atomic: atomic, sync: sync, done: make(chan struct{})}
 	s.enter.RLock()
 	if s.closing {
 		s.enter.RUnlock()
@@ -421,6 +424,48 @@ func (s *Service) submit(ctx context.Context, writes []engine.Write, atomic, syn
 		// wins over waiting for an engine that may not answer soon.
 		return nil, fmt.Errorf("%w (the write had reached the engine: its outcome is unknown)", ctx.Err())
 	}
+}
+
+// ownWrites returns a copy of writes whose byte slices (keys, values,
+// condition values) are copies in one new buffer; nil slices stay nil.
+func ownWrites(writes []engine.Write) []engine.Write {
+	n := 0
+	for _, w := range writes {
+		n += len(w.Key) + len(w.Value) + len(w.Cond.Value)
+	}
+	buf := make([]byte, 0, n)
+	own := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	out := make([]engine.Write, len(writes))
+	for i, w := range writes {
+		out[i] = w
+		out[i].Key = own(w.Key)
+		out[i].Value = own(w.Value)
+		out[i].Cond.Value = own(w.Cond.Value)
+	}
+	return out
+}
+
+// ownKeys returns a copy of keys in one new buffer.
+func ownKeys(keys [][]byte) [][]byte {
+	n := 0
+	for _, k := range keys {
+		n += len(k)
+	}
+	buf := make([]byte, 0, n)
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		start := len(buf)
+		buf = append(buf, k...)
+		out[i] = buf[start:len(buf):len(buf)]
+	}
+	return out
 }
 
 // flight is a group the pipeline has started and not yet finished.
