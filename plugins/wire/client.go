@@ -34,8 +34,10 @@ const (
 //
 // Errors come back as the contract's errors (see FromStatus): a server that
 // is gone or unreachable gives engine.ErrUnavailable, a message beyond
-// MaxMessageSize gives engine.ErrTooLarge, and a context that ends gives an
-// error matching context.Canceled or context.DeadlineExceeded.
+// MaxMessageSize gives engine.ErrTooLarge (but an applied Apply whose
+// answer is too large gives engine.ErrInternal, see the package doc), and a
+// context that ends gives an error matching context.Canceled or
+// context.DeadlineExceeded.
 type Client struct {
 	rpc enginepb.EngineClient
 

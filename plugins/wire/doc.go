@@ -17,7 +17,11 @@
 //
 // Message limits: both sides must raise gRPC's 4 MiB default so that large
 // values and batches fit. ServerOptions and DialOptions give the options for
-// MaxMessageSize; a message beyond it fails with engine.ErrTooLarge.
+// MaxMessageSize; a message beyond it fails with engine.ErrTooLarge, which
+// the contract reserves for calls that changed nothing. So the one answer
+// that may outgrow the limit after the fact, an Apply's whose writes were
+// applied (it carries their previous values), is sent as engine.ErrInternal
+// saying the writes were applied instead.
 //
 // Imports: wire depends only on the contract, the generated protocol and
 // gRPC. It must never import the server (core/server, or anything that

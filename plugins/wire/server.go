@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flaredb/flaredb/core/engine"
 	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
@@ -42,6 +43,9 @@ type Server struct {
 	enginepb.UnimplementedEngineServer
 	e   engine.Engine
 	log *slog.Logger
+	// maxAnswer is the largest Read or Apply answer sent, in bytes: the
+	// message limit less room for framing (lowered by tests).
+	maxAnswer int
 }
 
 var _ enginepb.EngineServer = (*Server)(nil)
@@ -54,7 +58,7 @@ var _ enginepb.EngineServer = (*Server)(nil)
 // is refused with reason PROTOCOL_MISMATCH. The Close call closes e; the
 // server does not otherwise own e.
 func NewServer(e engine.Engine, opts ...ServerOption) *Server {
-	s := &Server{e: e, log: slog.New(slog.DiscardHandler)}
+	s := &Server{e: e, log: slog.New(slog.DiscardHandler), maxAnswer: MaxMessageSize - answerHeadroom}
 	for _, o := range opts {
 		o(s)
 	}
@@ -103,6 +107,9 @@ func (s *Server) Describe(_ context.Context, req *enginepb.DescribeRequest) (res
 // Read implements enginepb.EngineServer.
 func (s *Server) Read(ctx context.Context, req *enginepb.ReadRequest) (*enginepb.ReadResponse, error) {
 	resp, err := s.read(ctx, req)
+	if err == nil {
+		err = s.answerFits(proto.Size(resp), nil)
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
@@ -130,10 +137,33 @@ func (s *Server) read(ctx context.Context, req *enginepb.ReadRequest) (resp *eng
 // Apply implements enginepb.EngineServer.
 func (s *Server) Apply(ctx context.Context, req *enginepb.ApplyRequest) (*enginepb.ApplyResponse, error) {
 	resp, err := s.apply(ctx, req)
+	if err == nil {
+		err = s.answerFits(proto.Size(resp), resp)
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
 	return resp, nil
+}
+
+// answerFits returns nil when an answer of n bytes can be sent, and
+// otherwise the error to send instead. For an Apply answer (applied not
+// nil) whose writes changed something, that error must not be
+// ErrTooLarge, which the contract reserves for calls that applied nothing
+// (a caller may then retry the writes, one by one): the writes were
+// applied, and only their results are lost.
+func (s *Server) answerFits(n int, applied *enginepb.ApplyResponse) error {
+	if n <= s.maxAnswer {
+		return nil
+	}
+	if applied != nil {
+		for _, r := range applied.GetResults() {
+			if r.GetApplied() {
+				return fmt.Errorf("%w: the writes were applied, but their results (%d bytes) exceed the %d-byte message limit", engine.ErrInternal, n, MaxMessageSize)
+			}
+		}
+	}
+	return fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (nothing was changed)", engine.ErrTooLarge, n, MaxMessageSize)
 }
 
 // apply is Apply with the contract's errors; the unary call and the Stream

@@ -176,9 +176,7 @@ func (s *Server) streamOne(ctx context.Context, c *enginepb.StreamCall) *enginep
 		err = fmt.Errorf("%w: stream call %d has no known request", engine.ErrInvalidArgument, c.GetId())
 	}
 	if err == nil {
-		if n := proto.Size(a); n > MaxMessageSize-answerHeadroom {
-			err = fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit", engine.ErrTooLarge, n, MaxMessageSize)
-		}
+		err = s.answerFits(proto.Size(a), a.GetApply())
 	}
 	if err != nil {
 		a.Answer = &enginepb.StreamAnswer_Error{Error: toStreamError(err)}
