@@ -3,7 +3,9 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -108,5 +110,82 @@ func TestCallerSlicesNotRetained(t *testing.T) {
 	defer e.mu.Unlock()
 	if want := []string{"apply aaa=v1", "read bbb"}; !slices.Equal(e.seen, want) {
 		t.Errorf("the engine was asked %q, want %q", e.seen, want)
+	}
+}
+
+// countingEngine records the size of each Apply call and its error.
+type countingEngine struct {
+	engine.Engine
+	mu    sync.Mutex
+	calls []string
+}
+
+func (e *countingEngine) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	b := 0
+	for _, w := range ws {
+		b += len(w.Key) + len(w.Value)
+	}
+	rs, err := e.Engine.Apply(ctx, ws, o)
+	outcome := "ok"
+	switch {
+	case errors.Is(err, engine.ErrTooLarge):
+		outcome = "too large"
+	case err != nil:
+		outcome = err.Error()
+	}
+	e.mu.Lock()
+	e.calls = append(e.calls, fmt.Sprintf("%d writes, %d bytes: %s", len(ws), b, outcome))
+	e.mu.Unlock()
+	return rs, err
+}
+
+// TestMergedCallsFitTheEngine: a group of independent writes larger than
+// the engine takes in one call is split into calls it accepts, instead of
+// one call refused as too large and every write retried alone; a write
+// too large on its own still gets the engine's refusal, alone.
+func TestMergedCallsFitTheEngine(t *testing.T) {
+	lim := memengine.DefaultLimits
+	lim.MaxWrites, lim.MaxBatchSize = 3, 1000
+	e := &countingEngine{Engine: memengine.NewWithLimits(lim)}
+	s := New(e, openOracle(t), Options{Sync: true})
+	defer s.Close()
+	var group []*item
+	add := func(key string, size int) *item {
+		it := &item{writes: []engine.Write{{Kind: engine.OpPut, Key: []byte(key), Value: make([]byte, size)}}, done: make(chan struct{})}
+		group = append(group, it)
+		return it
+	}
+	for i := range 5 {
+		add(fmt.Sprintf("k%d", i), 398) // 400 bytes: two fit in one call
+	}
+	huge := add("huge", 2000)
+	for i := range 4 {
+		add(fmt.Sprintf("s%d", i), 8) // 10 bytes: three fit (MaxWrites)
+	}
+	s.run(group)
+	for _, it := range group {
+		<-it.done
+		if it == huge {
+			if !errors.Is(it.err, engine.ErrTooLarge) {
+				t.Errorf("the write beyond MaxBatchSize: %v, want ErrTooLarge", it.err)
+			}
+			continue
+		}
+		if it.err != nil || !it.results[0].Applied {
+			t.Errorf("put %s: %v %+v", it.writes[0].Key, it.err, it.results)
+		}
+	}
+	want := []string{
+		"2 writes, 800 bytes: ok",
+		"2 writes, 800 bytes: ok",
+		"1 writes, 400 bytes: ok",
+		"1 writes, 2004 bytes: too large",
+		"3 writes, 30 bytes: ok",
+		"1 writes, 10 bytes: ok",
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !slices.Equal(e.calls, want) {
+		t.Errorf("engine calls:\n%s\nwant:\n%s", strings.Join(e.calls, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -79,6 +79,7 @@ type Service struct {
 	oracle *tso.Oracle
 	opts   Options
 	limits engine.Limits // effective: the tighter of ours and the engine's
+	engLim engine.Limits // the engine's own, which bound a merged call
 	log    *slog.Logger
 	m      *metrics.Metrics
 
@@ -132,6 +133,7 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 		opts:   opts,
 		log:    opts.Logger,
 		m:      opts.Metrics,
+		engLim: el,
 		limits: engine.Limits{
 			MaxKeySize:   tighter(opts.Limits.MaxKeySize, el.MaxKeySize),
 			MaxValueSize: tighter(opts.Limits.MaxValueSize, el.MaxValueSize),
@@ -581,12 +583,47 @@ func (s *Service) run(group []*item) {
 			indep = append(indep, it)
 		}
 	}
-	if len(indep) > 0 {
-		s.apply(indep, false)
+	for _, c := range s.calls(indep) {
+		s.apply(c, false)
 	}
 	for _, it := range atomics {
 		s.apply([]*item{it}, true)
 	}
+}
+
+// calls splits independent items, in order, into runs that each fit the
+// engine's limits on one call (writes, key and value bytes), so that a
+// merged call is not refused as too large, and its items retried one by
+// one, merely because many writes came at once. An item beyond the limits
+// on its own is a run of its own (the engine refuses it). Runs are applied
+// one after the other, so a key's versions still reach the engine in
+// increasing order.
+func (s *Service) calls(items []*item) [][]*item {
+	maxWrites, maxBytes := s.engLim.MaxWrites, s.engLim.MaxBatchSize
+	if maxWrites <= 0 && maxBytes <= 0 {
+		if len(items) == 0 {
+			return nil
+		}
+		return [][]*item{items}
+	}
+	var runs [][]*item
+	start, writes, size := 0, 0, 0
+	for i, it := range items {
+		n, b := len(it.writes), 0
+		for _, w := range it.writes {
+			b += len(w.Key) + len(w.Value)
+		}
+		if i > start && ((maxWrites > 0 && writes+n > maxWrites) || (maxBytes > 0 && size+b > maxBytes)) {
+			runs = append(runs, items[start:i:i])
+			start, writes, size = i, 0, 0
+		}
+		writes += n
+		size += b
+	}
+	if start < len(items) {
+		runs = append(runs, items[start:])
+	}
+	return runs
 }
 
 // apply runs items as one engine call and answers them. If a merged call is
