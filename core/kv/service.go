@@ -61,7 +61,10 @@ type Options struct {
 	// call that runs longer fails its callers with engine.ErrUnavailable
 	// (for writes: outcome unknown), so that an engine that stops
 	// answering — a hung plugin — holds neither callers nor Close for
-	// longer than this.
+	// longer than this. It takes effect through the call's context: an
+	// in-process engine stuck in its storage, ignoring the context, holds
+	// the call (and Close) until it returns; callers with a deadline of
+	// their own still get their answer at that deadline.
 	CallTimeout time.Duration
 	// Logger receives the pipeline's errors (default: discarded).
 	Logger *slog.Logger
