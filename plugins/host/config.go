@@ -49,7 +49,9 @@ type Config struct {
 	// SHA256 is the expected SHA-256 checksum of the binary, in hex. When
 	// set, the binary is hashed before each launch (restarts included) and
 	// a mismatch refuses to start it with an error matching
-	// ErrChecksumMismatch. Empty means no check.
+	// ErrChecksumMismatch. Empty means no check. It guards against a wrong
+	// or damaged binary, not against someone who can replace the file: the
+	// file is hashed, then executed by its path.
 	SHA256 string
 	// StartTimeout bounds a launch, from exec to a completed handshake
 	// (default 30s). A plugin that takes longer is killed and the launch
@@ -97,6 +99,10 @@ type RestartPolicy struct {
 	MaxRestarts int
 }
 
+// maxStartTimeout bounds Config.StartTimeout: a plugin that needs longer
+// than a day to start is broken, and the host adds to this duration.
+const maxStartTimeout = 24 * time.Hour
+
 // Validate reports every invalid field of c, joined into one error wrapping
 // engine.ErrInvalidArgument; nil means c is usable. It does not touch the
 // file system.
@@ -124,8 +130,8 @@ func (c Config) Validate() error {
 	if c.ProtocolVersion < 0 {
 		bad("ProtocolVersion %d is negative", c.ProtocolVersion)
 	}
-	if c.StartTimeout < 0 {
-		bad("StartTimeout %v is negative", c.StartTimeout)
+	if c.StartTimeout < 0 || c.StartTimeout > maxStartTimeout {
+		bad("StartTimeout %v is out of range (0 for the default, at most %v)", c.StartTimeout, maxStartTimeout)
 	}
 	if c.StopTimeout < 0 {
 		bad("StopTimeout %v is negative", c.StopTimeout)

@@ -34,6 +34,10 @@ import (
 // group holds the plugin's pipes.
 const reapTimeout = 10 * time.Second
 
+// pipeGrace is how long the host keeps reading a dead plugin's standard
+// error for its last lines when something else still holds it open.
+const pipeGrace = 2 * time.Second
+
 // State is where a plugin is in its life.
 type State int
 
@@ -116,6 +120,10 @@ type generation struct {
 	desc    engine.Description
 	started time.Time
 	probing atomic.Bool // a liveness probe is running
+	// The plugin's standard output and error after the handshake, as
+	// go-plugin copies them (flushed at teardown: a last line without a
+	// newline is logged too).
+	stdout, stderr *lineLogger
 }
 
 // Open launches the plugin cfg describes and returns it as an
@@ -166,7 +174,7 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 	g, err := p.launch(ctx)
 	if err != nil {
 		stop()
-		_ = lock.Close()
+		_ = unlockDataDir(lock)
 		return nil, err
 	}
 	p.cur, p.desc = g, g.desc
@@ -265,6 +273,7 @@ func (p *Plugin) launch(ctx context.Context) (*generation, error) {
 		pluginproto.EnvLogLevel + "=" + logLevelName(p.log),
 	}
 	r := newProcRunner(p.cfg.Path, p.cfg.Args, p.log)
+	stdout, stderr := &lineLogger{log: p.log, stream: "stdout"}, &lineLogger{log: p.log, stream: "stderr"}
 	var socketDir string
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  pluginproto.Handshake(),
@@ -298,12 +307,12 @@ func (p *Plugin) launch(ctx context.Context) (*generation, error) {
 		// go-plugin's own timeout is only a backstop.
 		StartTimeout:     p.cfg.StartTimeout + time.Minute,
 		Logger:           newHCLogger(p.log),
-		SyncStdout:       &lineLogger{log: p.log, stream: "stdout"},
-		SyncStderr:       &lineLogger{log: p.log, stream: "stderr"},
+		SyncStdout:       stdout,
+		SyncStderr:       stderr,
 		GRPCDialOptions:  wire.DialOptions(),
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: p.cfg.SocketDir},
 	})
-	g := &generation{client: client, runner: r, started: time.Now()}
+	g := &generation{client: client, runner: r, started: time.Now(), stdout: stdout, stderr: stderr}
 	cleanup := func() {
 		p.teardown(g)
 		if socketDir != "" {
@@ -325,7 +334,20 @@ func (p *Plugin) launch(ctx context.Context) (*generation, error) {
 	case <-startCtx.Done():
 		aborted = true
 		_ = r.Kill(context.Background())
-		<-done
+		// go-plugin's Start returns once the plugin's standard output is
+		// closed; a process that left the plugin's group may hold it open.
+		if r.PID() != 0 {
+			select {
+			case <-r.exited:
+			case <-time.After(reapTimeout):
+			}
+		}
+		r.closePipes()
+		select {
+		case <-done:
+		case <-time.After(reapTimeout):
+			p.log.Error("plugin launch did not stop after the plugin was killed", "pid", r.PID())
+		}
 	}
 	if aborted || startErr != nil {
 		cleanup()
@@ -398,12 +420,22 @@ func (p *Plugin) startError(ctx context.Context, r *procRunner, aborted bool, st
 		}
 	}
 	if r.PID() == 0 {
-		return fmt.Errorf("%w: cannot execute %s: %w", ErrNotExecutable, path, startErr)
+		if execErr := r.startFailure(); execErr != nil {
+			return fmt.Errorf("%w: cannot execute %s: %w", ErrNotExecutable, path, execErr)
+		}
+		// Something before the exec failed (the socket directory, a pipe):
+		// not the binary's fault, so neither ErrNotExecutable nor the
+		// cause's own sentinels (a missing socket directory is no missing
+		// binary).
+		return fmt.Errorf("host: start plugin %s: %v", path, startErr)
 	}
 	if r.hasExited() {
-		if r.exitedOK() || r.tail.String() == "" {
+		if r.exitedOK() {
 			return fmt.Errorf("%w: %s exited (%s) without printing the go-plugin handshake%s",
 				ErrNotPlugin, path, r.exitStatus(), stderrNote(r))
+		}
+		if r.tail.String() == "" {
+			return fmt.Errorf("%w: %s (%s), printing nothing on standard error", ErrPluginExited, path, r.exitStatus())
 		}
 		return fmt.Errorf("%w: %s (%s)%s", ErrPluginExited, path, r.exitStatus(), stderrNote(r))
 	}
@@ -413,6 +445,11 @@ func (p *Plugin) startError(ctx context.Context, r *procRunner, aborted bool, st
 // teardown kills a generation's process group, waits (bounded) for it to
 // be reaped, and releases go-plugin's resources (its goroutines, the
 // connection and the socket directory).
+//
+// A process that left the plugin's group (setsid) and kept its standard
+// output or error must not hold the host: once the plugin is reaped, the
+// host waits a moment for the plugin's last lines of standard error, then
+// closes its ends of both pipes, which stops go-plugin's reader too.
 func (p *Plugin) teardown(g *generation) {
 	_ = g.runner.Kill(context.Background())
 	if g.runner.PID() != 0 {
@@ -421,14 +458,23 @@ func (p *Plugin) teardown(g *generation) {
 		case <-time.After(reapTimeout):
 			p.log.Error("plugin process not reaped after SIGKILL", "pid", g.runner.PID())
 		}
+		done := make(chan struct{})
+		go func() { g.runner.waitStderr(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(pipeGrace):
+			p.log.Warn("plugin standard error still open after the process exited (a process outside its group holds it); no longer reading it")
+		}
 	}
-	g.client.Kill()
-	done := make(chan struct{})
-	go func() { g.runner.waitStderr(); close(done) }()
+	g.runner.closePipes()
+	killed := make(chan struct{})
+	go func() { g.client.Kill(); close(killed) }()
 	select {
-	case <-done:
+	case <-killed:
+		g.stdout.flush()
+		g.stderr.flush()
 	case <-time.After(reapTimeout):
-		p.log.Warn("plugin standard error still open after the process exited (a process outside its group holds it)")
+		p.log.Error("plugin client resources not released", "pid", g.runner.PID())
 	}
 }
 
@@ -750,7 +796,18 @@ func (p *Plugin) Close() error {
 		err = p.stopGeneration(g)
 		p.log.Info("plugin stopped", "pid", g.runner.PID())
 	}
-	if lerr := p.lock.Close(); lerr != nil && err == nil {
+	if g != nil && g.runner.PID() != 0 && !g.runner.hasExited() {
+		// Killed but not reaped (stuck in the kernel, in I/O on a dead
+		// disk): it may still write, so the directory stays locked until
+		// it is gone.
+		lock, pid := p.lock, g.runner.PID()
+		go func() {
+			<-g.runner.exited
+			_ = unlockDataDir(lock)
+		}()
+		return errors.Join(err, fmt.Errorf("host: plugin process %d was killed but has not exited; its data directory stays locked until it does", pid))
+	}
+	if lerr := unlockDataDir(p.lock); lerr != nil && err == nil {
 		err = fmt.Errorf("host: release data directory lock: %w", lerr)
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +208,7 @@ func TestStartErrors(t *testing.T) {
 	garbage := write("garbage.sh", "#!/bin/sh\necho 'hello, I am not a plugin at all'\nsleep 60\n", 0o755)
 	silent := write("silent.sh", "#!/bin/sh\nexit 0\n", 0o755)
 	failing := write("failing.sh", "#!/bin/sh\necho 'cannot open the frobnicator' >&2\nexit 3\n", 0o755)
+	silentFailing := write("silentfailing.sh", "#!/bin/sh\nexit 4\n", 0o755)
 	notExec := write("notexec", "#!/bin/sh\nexit 0\n", 0o644)
 	junk := write("junk", "\x00\x01\x02 this is not an executable format", 0o755)
 	sum, err := host.SHA256File(bins["memory"])
@@ -229,6 +231,8 @@ func TestStartErrors(t *testing.T) {
 		{"garbage on stdout", host.Config{Path: garbage}, host.ErrNotPlugin, []string{"hello, I am not a plugin at all"}},
 		{"silent exit", host.Config{Path: silent}, host.ErrNotPlugin, []string{"exit status 0"}},
 		{"failing exit", host.Config{Path: failing}, host.ErrPluginExited, []string{"exit status 3", "cannot open the frobnicator"}},
+		{"silent failing exit", host.Config{Path: silentFailing}, host.ErrPluginExited, []string{"exit status 4", "printing nothing"}},
+		{"start timeout out of range", host.Config{Path: bins["memory"], StartTimeout: math.MaxInt64}, engine.ErrInvalidArgument, []string{"StartTimeout"}},
 		{"protocol mismatch", host.Config{Path: bins["badproto"]}, host.ErrProtocolMismatch,
 			[]string{fmt.Sprintf("protocol %d", engine.ProtocolVersion+98), fmt.Sprintf("speaks %d", engine.ProtocolVersion)}},
 		{"hangs at start", host.Config{Path: bins["hang"], StartTimeout: 2 * time.Second}, host.ErrStartTimeout, []string{"2s", "child pid"}},
@@ -291,6 +295,15 @@ func TestStartErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("socket directory missing", func(t *testing.T) {
+		// Not the binary's fault: neither "not executable" nor "does not
+		// exist" (which names a missing binary).
+		_, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: t.TempDir(), SocketDir: filepath.Join(tmp, "no", "such")}, nil)
+		if err == nil || errors.Is(err, host.ErrNotExecutable) || errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("got %v, want an error that blames neither the binary nor its path", err)
+		}
+		t.Log(err)
+	})
 	t.Run("right checksum", func(t *testing.T) {
 		launch(t, "memory", func(c *host.Config) { c.SHA256 = strings.ToUpper(sum) })
 	})
@@ -665,4 +678,97 @@ func TestPluginDiesWithItsHost(t *testing.T) {
 	if p.PID() == 0 {
 		t.Fatal("no plugin")
 	}
+}
+
+// escapee writes a wrapper script that starts a process leaving the
+// plugin's process group (setsid) with the plugin's standard output and
+// error, then execs command (the plugin, or anything). It returns the
+// script; the escaped process is killed by its pid when the test ends.
+func escapee(t *testing.T, command string) string {
+	t.Helper()
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Fatalf("setsid is needed for this test: %v", err)
+	}
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "escaped.pid")
+	script := filepath.Join(dir, "wrapper.sh")
+	body := fmt.Sprintf("#!/bin/sh\nsetsid sh -c 'echo $$ > %s; exec sleep 600' &\nexec %s\n", pidFile, command)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	return script
+}
+
+// returnsWithin fails t if f has not returned after a minute: a hang (the
+// escaped process lives ten), not a measure of speed.
+func returnsWithin(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: still blocked after a minute (held by the escaped process)", what)
+	}
+}
+
+// TestEscapee: a process that left the plugin's
+// group keeps the plugin's standard output and error open; it must not
+// hold Close, a restart after a crash, or a launch that timed out.
+func TestEscapee(t *testing.T) {
+	t.Run("close", func(t *testing.T) {
+		p, err := host.Launch(ctxT(t), host.Config{Path: escapee(t, bins["memory"]), DataDir: t.TempDir(),
+			SocketDir: t.TempDir(), StopTimeout: time.Second}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Apply(ctxT(t), []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		returnsWithin(t, "Close", func() {
+			if err := p.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+		})
+	})
+	t.Run("restart", func(t *testing.T) {
+		p, err := host.Launch(ctxT(t), host.Config{Path: escapee(t, bins["crashy"]), DataDir: t.TempDir(),
+			SocketDir: t.TempDir(), StopTimeout: time.Second, Restart: host.RestartPolicy{InitialBackoff: 10 * time.Millisecond}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer returnsWithin(t, "Close", func() { _ = p.Close() })
+		ctx := ctxT(t)
+		if _, err := p.Apply(ctx, []engine.Write{put("__crash__", "x", 1)}, engine.ApplyOptions{}); !errors.Is(err, engine.ErrUnavailable) {
+			t.Fatalf("crash: %v", err)
+		}
+		returnsWithin(t, "restart", func() {
+			for {
+				if s := p.Status(); s.State == host.StateRunning && s.Restarts == 1 {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+		if _, err := p.Apply(ctx, []engine.Write{put("k", "v", 2)}, engine.ApplyOptions{}); err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+	})
+	t.Run("start timeout", func(t *testing.T) {
+		script := escapee(t, "sleep 600") // never prints the handshake
+		returnsWithin(t, "Launch", func() {
+			_, err := host.Launch(ctxT(t), host.Config{Path: script, DataDir: t.TempDir(), SocketDir: t.TempDir(),
+				StartTimeout: time.Second}, nil)
+			if !errors.Is(err, host.ErrStartTimeout) {
+				t.Errorf("launch: %v, want ErrStartTimeout", err)
+			}
+		})
+	})
 }

@@ -27,3 +27,13 @@ func lockDataDir(dir string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// unlockDataDir releases a lock taken by lockDataDir: it closes and
+// removes the lock file, whose existence is the lock here.
+func unlockDataDir(f *os.File) error {
+	err := f.Close()
+	if rerr := os.Remove(f.Name()); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}

@@ -52,3 +52,7 @@ func lockDataDir(dir string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// unlockDataDir releases a lock taken by lockDataDir. The file stays: the
+// flock, not the file, is the lock.
+func unlockDataDir(f *os.File) error { return f.Close() }

@@ -155,6 +155,14 @@ func (w *lineLogger) Write(p []byte) (int, error) {
 	}
 }
 
+// flush logs what is left of a last line without a newline.
+func (w *lineLogger) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.emit(w.buf)
+	w.buf = w.buf[:0]
+}
+
 func (w *lineLogger) emit(b []byte) {
 	if s := strings.TrimRight(string(b), "\r"); s != "" {
 		w.log.Info(s, "stream", w.stream)

@@ -78,6 +78,14 @@ func TestLineLogger(t *testing.T) {
 	if len(c.recs) != 2 || c.recs[0].Message != "one" || c.recs[1].Message != "two" {
 		t.Fatalf("%+v", c.recs)
 	}
+	w.flush() // the plugin is gone: its last line, without a newline, too
+	if len(c.recs) != 3 || c.recs[2].Message != "three" {
+		t.Fatalf("after flush: %+v", c.recs)
+	}
+	w.flush()
+	if len(c.recs) != 3 {
+		t.Fatalf("a second flush logged again: %+v", c.recs)
+	}
 }
 
 func TestBackoff(t *testing.T) {

@@ -45,8 +45,11 @@ type procRunner struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	pid     int
-	aborted bool // Kill was called: refuse to start
+	aborted bool  // Kill was called: refuse to start
+	execErr error // the error of starting the process itself, if it failed
 	stdout  io.ReadCloser
+	pipes   []*os.File // the host's read ends of stdout and stderr
+	closed  sync.Once  // closes pipes
 
 	exited  chan struct{} // closed once the process has been reaped
 	waitErr error         // set before exited is closed
@@ -102,9 +105,11 @@ func (r *procRunner) Start(context.Context) error {
 	if err != nil {
 		_ = outR.Close()
 		_ = errR.Close()
+		r.execErr = err
 		return err
 	}
 	r.pid = r.cmd.Process.Pid
+	r.pipes = []*os.File{outR, errR}
 	r.stdout = &headReader{r: outR, head: &r.head}
 	log := r.log.With("pid", r.pid)
 	r.stderrW.Add(1)
@@ -222,6 +227,29 @@ func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) 
 	return network, addr, nil
 }
 
+// startFailure returns the error of starting the process itself (exec), or
+// nil if it started or was never tried.
+func (r *procRunner) startFailure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.execErr
+}
+
+// closePipes closes the host's ends of the plugin's standard output and
+// error, so that whatever reads them (go-plugin, the stderr forwarder)
+// stops even while a process outside the plugin's group keeps their write
+// ends open. Only for a process that has been killed.
+func (r *procRunner) closePipes() {
+	r.closed.Do(func() {
+		r.mu.Lock()
+		pipes := r.pipes
+		r.mu.Unlock()
+		for _, f := range pipes {
+			_ = f.Close()
+		}
+	})
+}
+
 // hasExited reports whether the process has been reaped.
 func (r *procRunner) hasExited() bool {
 	select {
@@ -295,6 +323,9 @@ func (h *headReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
 	if n > 0 {
 		h.head.add(p[:n])
+	}
+	if errors.Is(err, os.ErrClosed) {
+		err = io.EOF // closed by closePipes: the end, not a failure to report
 	}
 	return n, err
 }
