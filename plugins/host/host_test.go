@@ -692,13 +692,15 @@ func escapee(t *testing.T, command string) string {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "escaped.pid")
 	script := filepath.Join(dir, "wrapper.sh")
-	body := fmt.Sprintf("#!/bin/sh\nsetsid sh -c 'echo $$ > %s; exec sleep 600' &\nexec %s\n", pidFile, command)
+	// Each run of the script (a restart runs it again) adds its pid.
+	body := fmt.Sprintf("#!/bin/sh\nsetsid sh -c 'echo $$ >> %s; exec sleep 600' &\nexec %s\n", pidFile, command)
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		b, _ := os.ReadFile(pidFile)
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
