@@ -25,12 +25,12 @@ func (c *Client) newMux() *streammux.Mux[*kvpb.StreamResult] {
 		Open: func(ctx context.Context) (grpc.ClientStream, error) {
 			return c.kv.Stream(ctx, grpc.ForceCodecV2(streammux.Codec()))
 		},
-		Receive: func(st grpc.ClientStream) ([]*kvpb.StreamResult, error) {
+		Receive: func(st grpc.ClientStream) ([]*kvpb.StreamResult, bool, error) {
 			resp := new(kvpb.StreamResponse)
 			if err := st.RecvMsg(resp); err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			return resp.GetResults(), nil
+			return resp.GetResults(), resp.GetDraining(), nil
 		},
 		ID: (*kvpb.StreamResult).GetId,
 		CancelRequest: func(id uint64) ([]byte, error) {

@@ -59,6 +59,9 @@ type kvServer struct {
 	// maxMsg is limits.max_message_size, the gRPC send and receive limit;
 	// zero or less means none.
 	maxMsg int
+	// draining, closed when the server begins shutting down, makes every
+	// open Stream tell its client (nil: never).
+	draining <-chan struct{}
 }
 
 func durability(d kvpb.Durability) kv.Durability {
@@ -405,7 +408,26 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 			}
 			return false
 		}
-		for a := range results {
+		// Once the server drains, the client is told (once): it sends new
+		// requests on a new stream and half-closes this one when its
+		// requests are answered, which ends this handler. Requests that
+		// still come are served as usual.
+		drain := s.draining
+		for {
+			var a streamAnswer
+			select {
+			case r, ok := <-results:
+				if !ok {
+					return
+				}
+				a = r
+			case <-drain:
+				drain = nil
+				if !send(&kvpb.StreamResponse{Draining: true}) {
+					return
+				}
+				continue
+			}
 			msg := &kvpb.StreamResponse{Results: []*kvpb.StreamResult{a.r}}
 			size := a.size
 		more:

@@ -125,6 +125,9 @@ type Server struct {
 
 	serveErr chan error
 	once     sync.Once
+	// draining is closed when Shutdown begins: the KV streams tell their
+	// clients, who half-close them once answered (see kvServer.Stream).
+	draining chan struct{}
 
 	// healthStop, closed by stopHealthWatch, stops the goroutine that
 	// keeps the gRPC health status in line with the engine; healthDone is
@@ -244,8 +247,9 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	s.grpc = grpc.NewServer(opts...)
+	s.draining = make(chan struct{})
 	kvpb.RegisterKVServer(s.grpc, &kvServer{
-		svc: s.svc, m: s.metrics, mode: op.Mode, start: time.Now(),
+		svc: s.svc, m: s.metrics, mode: op.Mode, start: time.Now(), draining: s.draining,
 		maxMsg: int(cfg.Limits.MaxMessageSize),
 	})
 	s.health = health.NewServer()
@@ -490,7 +494,9 @@ func (m *muxStream) finish() {
 
 // Shutdown stops the server gracefully: health turns NOT_SERVING, new calls
 // are refused, calls in flight drain until ctx ends (then they are
-// cancelled), the write pipeline finishes, and the engine, oracle and
+// cancelled; each open KV stream is told the server is draining, and a
+// client that half-closes it once its requests are answered lets it end
+// before that), the write pipeline finishes, and the engine, oracle and
 // data-directory lock are released. An engine that does not close in time
 // (see release) is left to the process's exit, and the error says so. It
 // is safe to call more than once.
@@ -500,6 +506,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Info("shutting down: draining in-flight calls")
 		s.stopHealthWatch()
 		s.health.Shutdown()
+		if s.draining != nil {
+			close(s.draining)
+		}
 		done := make(chan struct{})
 		go func() {
 			s.grpc.GracefulStop()

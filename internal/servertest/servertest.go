@@ -49,7 +49,8 @@ type Server struct {
 	// Faults is the server's engine: inject faults through it.
 	Faults *Faults
 
-	tb testing.TB
+	tb  testing.TB
+	srv *server.Server
 }
 
 // Start starts a server and registers its shutdown with tb.Cleanup: held
@@ -84,7 +85,7 @@ func Start(tb testing.TB, o *Options) *Server {
 		logFile.Close()
 		tb.Fatalf("servertest: start: %v", err)
 	}
-	s := &Server{Addr: srv.Addr().String(), Faults: faults, tb: tb}
+	s := &Server{Addr: srv.Addr().String(), Faults: faults, tb: tb, srv: srv}
 	if a := srv.MetricsAddr(); a != nil {
 		s.MetricsAddr = a.String()
 	}
@@ -104,6 +105,10 @@ func Start(tb testing.TB, o *Options) *Server {
 	})
 	return s
 }
+
+// Shutdown shuts the server down now, as the test's end would (it may be
+// called before that, which then does nothing more).
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
 // Engine returns the engine's self-description, which the server reports
 // in its Status.

@@ -69,8 +69,11 @@ type Options[A any] struct {
 	// Open starts one stream call under ctx (canceled when the session
 	// ends), sending with Codec.
 	Open func(ctx context.Context) (grpc.ClientStream, error)
-	// Receive receives one response message and returns its answers.
-	Receive func(st grpc.ClientStream) ([]A, error)
+	// Receive receives one response message and returns its answers, and
+	// whether the server said it is draining the stream (shutting down):
+	// then new calls go to a new session, and this one is half-closed once
+	// its calls are answered, so that the server can end it.
+	Receive func(st grpc.ClientStream) (answers []A, draining bool, err error)
 	// ID returns the id of the call an answer belongs to.
 	ID func(A) uint64
 	// CancelRequest returns the encoded request that asks the server to
@@ -149,10 +152,11 @@ type session[A any] struct {
 	wake   chan struct{} // capacity 1: "the queue may be non-empty"
 	done   chan struct{} // closed when the session breaks
 
-	mu      sync.Mutex
-	broken  bool
-	queue   []*call[A]
-	pending map[uint64]*call[A] // queued or sent, not yet answered
+	mu       sync.Mutex
+	broken   bool
+	draining bool // the server is draining: take no new calls
+	queue    []*call[A]
+	pending  map[uint64]*call[A] // queued or sent, not yet answered
 }
 
 // Do sends call id, encoded in data, and waits for its answer, the
@@ -172,7 +176,8 @@ func (m *Mux[A]) Do(ctx context.Context, id uint64, data []byte) (a A, notSent b
 		if s.enqueue(cl) {
 			break
 		}
-		// The session broke between lookup and enqueue; open another.
+		// The session broke (or began draining) between lookup and
+		// enqueue; open another.
 		if tries >= 3 {
 			return a, true, m.o.KeepsBreaking()
 		}
@@ -286,10 +291,10 @@ func (s *session[A]) signal() {
 	}
 }
 
-// enqueue queues cl; false means the session is broken.
+// enqueue queues cl; false means the session is broken or draining.
 func (s *session[A]) enqueue(cl *call[A]) bool {
 	s.mu.Lock()
-	if s.broken {
+	if s.broken || s.draining {
 		s.mu.Unlock()
 		return false
 	}
@@ -383,18 +388,46 @@ func (s *session[A]) sendLoop() {
 				return
 			}
 		}
+		if s.drained() {
+			// Every call is answered and the server is draining: end our
+			// side, so that the server can end the stream (the receiver
+			// then sees its end).
+			_ = s.stream.CloseSend()
+			return
+		}
 	}
+}
+
+// drained reports whether the session is draining with nothing left to
+// send or to be answered.
+func (s *session[A]) drained() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining && !s.broken && len(s.pending) == 0 && len(s.queue) == 0
+}
+
+// drain stops s from taking new calls: the next call opens a new session.
+func (s *session[A]) drain() {
+	s.m.drop(s)
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
 }
 
 func (s *session[A]) recvLoop() {
 	defer s.m.wg.Done()
 	var ready []*call[A]
 	var answers []A
+	drainSeen := false
 	for {
-		as, err := s.m.o.Receive(s.stream)
+		as, draining, err := s.m.o.Receive(s.stream)
 		if err != nil {
 			s.fail(err)
 			return
+		}
+		if draining && !drainSeen {
+			drainSeen = true
+			s.drain()
 		}
 		ready, answers = ready[:0], answers[:0]
 		s.mu.Lock()
@@ -412,6 +445,9 @@ func (s *session[A]) recvLoop() {
 		}
 		clear(ready)
 		clear(answers)
+		if drainSeen {
+			s.signal() // the sender half-closes once all is answered
+		}
 	}
 }
 

@@ -247,12 +247,23 @@ func newOptions(cl enginepb.EngineClient, c chan<- error) options {
 		Open: func(ctx context.Context) (grpc.ClientStream, error) {
 			return cl.Stream(ctx, grpc.ForceCodecV2(streammux.Codec()))
 		},
-		Receive: func(st grpc.ClientStream) ([]answer, error) {
+		Receive: func(st grpc.ClientStream) ([]answer, bool, error) {
 			resp := new(enginepb.StreamResponse)
 			if err := st.RecvMsg(resp); err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			return resp.GetAnswers(), nil
+			// An answer with id 0 stands for the server's "draining"
+			// (the engine protocol has no such signal of its own).
+			var as []answer
+			draining := false
+			for _, a := range resp.GetAnswers() {
+				if a.GetId() == 0 {
+					draining = true
+					continue
+				}
+				as = append(as, a)
+			}
+			return as, draining, nil
 		},
 		ID: (*enginepb.StreamAnswer).GetId,
 		CancelRequest: func(id uint64) ([]byte, error) {
@@ -851,5 +862,80 @@ func TestStress(t *testing.T) {
 	}
 	if s := sent.Load(); s != workers*rounds {
 		t.Errorf("%d calls sent, want %d", s, workers*rounds)
+	}
+}
+
+// drainServer says "draining" (an answer with id 0) on its first stream:
+// with the answer to the first call, or, if hold, before it, answering the
+// call only once release is closed. Later streams answer at once. It
+// reports each stream the client half-closes on halfClosed.
+type drainServer struct {
+	enginepb.UnimplementedEngineServer
+	hold       bool
+	drainSent  chan struct{}
+	release    chan struct{}
+	halfClosed chan int32
+	streams    atomic.Int32
+}
+
+func (d *drainServer) Stream(st enginepb.Engine_StreamServer) error {
+	n := d.streams.Add(1)
+	for {
+		req, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			d.halfClosed <- n
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, c := range req.GetCalls() {
+			as := []answer{readAnswer(c.GetId())}
+			if n == 1 {
+				drain := &enginepb.StreamAnswer{Id: 0}
+				if d.hold {
+					if err := st.Send(&enginepb.StreamResponse{Answers: []answer{drain}}); err != nil {
+						return err
+					}
+					close(d.drainSent)
+					<-d.release
+				} else {
+					as = append([]answer{drain}, as...)
+				}
+			}
+			if err := st.Send(&enginepb.StreamResponse{Answers: as}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// TestDraining: once the server says it is draining a stream, new calls go
+// to a new stream, the calls already on it are still answered there, and
+// the client half-closes it when they are, so that the server can end it.
+func TestDraining(t *testing.T) {
+	for _, hold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hold=%v", hold), func(t *testing.T) {
+			d := &drainServer{hold: hold, drainSent: make(chan struct{}), release: make(chan struct{}), halfClosed: make(chan int32, 4)}
+			m, _ := newMux(t, newOptions(serve(t, d), causes()))
+			ctx := testCtx(t)
+			first := goDo(ctx, m, 1, "k")
+			if hold {
+				await(t, ctx, d.drainSent)
+				close(d.release)
+			}
+			if err := await(t, ctx, first).check(); err != nil {
+				t.Fatal(err)
+			}
+			if n := await(t, ctx, d.halfClosed); n != 1 {
+				t.Errorf("stream %d half-closed, want stream 1", n)
+			}
+			if err := do(ctx, m, 2, "k").check(); err != nil {
+				t.Fatal(err)
+			}
+			if n := d.streams.Load(); n != 2 {
+				t.Errorf("%d streams opened, want 2 (the call after the drain on a new one)", n)
+			}
+		})
 	}
 }

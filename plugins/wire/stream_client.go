@@ -32,12 +32,12 @@ func (c *Client) newMux() *streammux.Mux[*enginepb.StreamAnswer] {
 		Open: func(ctx context.Context) (grpc.ClientStream, error) {
 			return c.rpc.Stream(ctx, grpc.ForceCodecV2(streammux.Codec()))
 		},
-		Receive: func(st grpc.ClientStream) ([]*enginepb.StreamAnswer, error) {
+		Receive: func(st grpc.ClientStream) ([]*enginepb.StreamAnswer, bool, error) {
 			resp := new(enginepb.StreamResponse)
 			if err := st.RecvMsg(resp); err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			return resp.GetAnswers(), nil
+			return resp.GetAnswers(), false, nil
 		},
 		ID: (*enginepb.StreamAnswer).GetId,
 		CancelRequest: func(id uint64) ([]byte, error) {

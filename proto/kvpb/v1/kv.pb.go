@@ -1835,8 +1835,13 @@ func (*StreamCancel) Descriptor() ([]byte, []int) {
 }
 
 type StreamResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*StreamResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*StreamResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// Set once, when the server begins a graceful shutdown: it still answers
+	// every request it receives on this stream, but the client should send
+	// new requests elsewhere (a new stream) and half-close this one once
+	// its requests are answered, so that the server can finish.
+	Draining      bool `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1876,6 +1881,13 @@ func (x *StreamResponse) GetResults() []*StreamResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *StreamResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type StreamResult struct {
@@ -2162,9 +2174,10 @@ const file_kvpb_v1_kv_proto_rawDesc = "" +
 	"\x06cancel\x18\t \x01(\v2\x1b.flaredb.kv.v1.StreamCancelH\x00R\x06cancel\x12#\n" +
 	"\rtimeout_nanos\x18\b \x01(\x03R\ftimeoutNanosB\t\n" +
 	"\arequest\"\x0e\n" +
-	"\fStreamCancel\"G\n" +
+	"\fStreamCancel\"c\n" +
 	"\x0eStreamResponse\x125\n" +
-	"\aresults\x18\x01 \x03(\v2\x1b.flaredb.kv.v1.StreamResultR\aresults\"\xa0\x03\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.flaredb.kv.v1.StreamResultR\aresults\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\"\xa0\x03\n" +
 	"\fStreamResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12*\n" +
 	"\x05error\x18\x02 \x01(\v2\x14.flaredb.kv.v1.ErrorR\x05error\x12.\n" +
