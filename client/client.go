@@ -116,6 +116,11 @@ func (c *Client) waitReady(ctx context.Context) error {
 		case connectivity.Shutdown:
 			return ErrClosed
 		}
+		if s == connectivity.Idle {
+			// Ready, then dropped back to idle between two looks: nothing
+			// reconnects an idle channel but a call or Connect.
+			c.conn.Connect()
+		}
 		if !c.conn.WaitForStateChange(ctx, s) {
 			return ctx.Err()
 		}

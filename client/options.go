@@ -90,7 +90,17 @@ func (o *options) ensureDefaults() {
 	if o.maxBytesPerMsg <= 0 {
 		o.maxBytesPerMsg = DefaultMaxBytesPerMessage
 	}
+	// A coalesced message must fit the client's own send limit (less room
+	// for framing): gRPC refuses a larger one, which breaks the stream
+	// under every call in it.
+	if limit := o.maxMsgSize - messageHeadroom; o.maxBytesPerMsg > limit {
+		o.maxBytesPerMsg = max(limit, 1)
+	}
 }
+
+// messageHeadroom is kept below the message limit for the framing of a
+// coalesced stream message.
+const messageHeadroom = 1 << 10
 
 // WithTLS makes the client use TLS with the given configuration (nil means
 // a zero tls.Config: system roots, server name from the address). Without

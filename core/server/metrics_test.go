@@ -59,6 +59,17 @@ func TestStreamMetrics(t *testing.T) {
 	}
 	// Answered, the stream still open: nothing in flight.
 	eventually(t, "nothing in flight with the stream open", func() bool { return inFlight() == "0" })
+	// A cancel (of a request already answered) is no request of its own:
+	// it gets no answer and is never in flight; the put after it is
+	// answered once both were read.
+	cancelOp := &kvpb.StreamOp{Id: 1, Request: &kvpb.StreamOp_Cancel{Cancel: &kvpb.StreamCancel{}}}
+	if err := st.Send(&kvpb.StreamRequest{Ops: []*kvpb.StreamOp{cancelOp, streamPut(4, "d")}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.Recv(); err != nil || len(r.Results) != 1 || r.Results[0].Id != 4 {
+		t.Fatalf("after a cancel and a put: %v %v", r, err)
+	}
+	eventually(t, "nothing in flight after a cancel", func() bool { return inFlight() == "0" })
 	if err := st.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +82,7 @@ func TestStreamMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for series, want := range map[string]string{
-		`flaredb_requests_total{code="OK",method="Stream/Put"}`: "3",
+		`flaredb_requests_total{code="OK",method="Stream/Put"}`: "4",
 		`flaredb_requests_total{code="OK",method="Put"}`:        "1",
 		`flaredb_requests_in_flight`:                            "0",
 	} {

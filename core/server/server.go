@@ -468,9 +468,18 @@ type muxStream struct {
 // RecvMsg implements grpc.ServerStream.
 func (m *muxStream) RecvMsg(msg any) error {
 	err := m.ServerStream.RecvMsg(msg)
-	if req, ok := msg.(*kvpb.StreamRequest); ok && err == nil && len(req.Ops) > 0 {
-		m.pending.Add(int64(len(req.Ops)))
-		m.inFlight.Add(float64(len(req.Ops)))
+	if req, ok := msg.(*kvpb.StreamRequest); ok && err == nil {
+		// A cancel is no request of its own: it gets no answer.
+		n := 0
+		for _, op := range req.Ops {
+			if _, cancel := op.Request.(*kvpb.StreamOp_Cancel); !cancel {
+				n++
+			}
+		}
+		if n > 0 {
+			m.pending.Add(int64(n))
+			m.inFlight.Add(float64(n))
+		}
 	}
 	return err
 }
