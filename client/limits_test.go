@@ -2,10 +2,12 @@ package client
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 
+	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/internal/servertest"
 )
 
@@ -41,3 +43,39 @@ func TestCoalescingFitsTheMessageLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerWithinClientLimit: an answer larger than the client accepts
+// (its limit is below the server's) fails its own request with ErrTooLarge;
+// it does not break the stream under the other requests on it.
+func TestAnswerWithinClientLimit(t *testing.T) {
+	srv := servertest.Start(t, nil)
+	var cc callCounter
+	c := dial(t, srv.Addr, cc.option(), WithMaxMessageSize(64<<10))
+	ctx := testCtx(t)
+	big := bytes.Repeat([]byte("b"), 100<<10) // stored behind the client's back
+	if _, err := srv.Faults.Apply(ctx, []engine.Write{{Kind: engine.OpPut, Key: []byte("big"), Value: big, Version: 1}}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hold := srv.Faults.Hold([]byte("slow"))
+	put := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, []byte("slow"), []byte("v"))
+		put <- err
+	}()
+	select {
+	case <-hold.Arrived():
+	case <-ctx.Done():
+		t.Fatal("the held write never reached the engine")
+	}
+	if _, _, _, err := c.Get(ctx, []byte("big")); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("get of a value beyond the client's limit: %v, want ErrTooLarge", err)
+	}
+	hold.Release()
+	if err := <-put; err != nil {
+		t.Errorf("the write on the same stream: %v", err)
+	}
+	if n := cc.opened(); n != 1 {
+		t.Errorf("%d streams opened, want 1 (none broken)", n)
+	}
+}
+

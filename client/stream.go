@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -23,6 +25,8 @@ import (
 func (c *Client) newMux() *streammux.Mux[*kvpb.StreamResult] {
 	return streammux.New(c.base, streammux.Options[*kvpb.StreamResult]{
 		Open: func(ctx context.Context) (grpc.ClientStream, error) {
+			// The server keeps answers within what this client receives.
+			ctx = metadata.AppendToOutgoingContext(ctx, kvpb.MaxRecvMessageSizeHeader, strconv.Itoa(c.opts.maxMsgSize))
 			return c.kv.Stream(ctx, grpc.ForceCodecV2(streammux.Codec()))
 		},
 		Receive: func(st grpc.ClientStream) ([]*kvpb.StreamResult, bool, error) {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -295,21 +297,50 @@ type streamAnswer struct {
 }
 
 // answerLimit returns the most bytes one answer may add to a
-// StreamResponse.
-func (s *kvServer) answerLimit() int {
-	if s.maxMsg <= 0 {
+// StreamResponse on the stream of ctx: within limits.max_message_size and
+// within the client's own receive limit, when its stream declared one (a
+// message beyond it would break the client's stream under every request
+// on it).
+func (s *kvServer) answerLimit(ctx context.Context) int {
+	limit := s.msgLimit(ctx)
+	if limit <= 0 {
 		return math.MaxInt
 	}
-	return s.maxMsg - answerHeadroom
+	return limit - answerHeadroom
+}
+
+// msgLimit returns the message limit of the stream of ctx (0: none).
+func (s *kvServer) msgLimit(ctx context.Context) int {
+	limit := s.maxMsg
+	if c, ok := ctx.Value(clientLimitKey{}).(int); ok && c > 0 && (limit <= 0 || c < limit) {
+		limit = c
+	}
+	return limit
+}
+
+// clientLimitKey is the context key of the receive limit a client declared
+// for its stream (kvpb.MaxRecvMessageSizeHeader).
+type clientLimitKey struct{}
+
+// withClientLimit returns ctx carrying the receive limit the stream's
+// client declared in its metadata, if any.
+func withClientLimit(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get(kvpb.MaxRecvMessageSizeHeader) {
+		if n, err := strconv.Atoi(v); err == nil && n > answerHeadroom {
+			return context.WithValue(ctx, clientLimitKey{}, n)
+		}
+	}
+	return ctx
 }
 
 // answer sizes r, the answer to a request that failed with err if err is
 // set. An answer too large for one message becomes a TOO_LARGE error (see
 // answerTooLarge); the error returned is the request's, for metrics.
-func (s *kvServer) answer(r *kvpb.StreamResult, err error) (streamAnswer, error) {
+func (s *kvServer) answer(ctx context.Context, r *kvpb.StreamResult, err error) (streamAnswer, error) {
 	if err == nil {
 		n := proto.Size(r)
-		if size := resultSize(n); size <= s.answerLimit() {
+		if size := resultSize(n); size <= s.answerLimit(ctx) {
 			return streamAnswer{r: r, size: size}, nil
 		}
 		var m proto.Message
@@ -323,7 +354,7 @@ func (s *kvServer) answer(r *kvpb.StreamResult, err error) (streamAnswer, error)
 		case *kvpb.StreamResult_Batch:
 			m = x.Batch
 		}
-		err = answerTooLarge(n, s.maxMsg, applied(m))
+		err = answerTooLarge(n, s.msgLimit(ctx), applied(m))
 	}
 	r = &kvpb.StreamResult{Id: r.GetId(), Error: toStreamError(err)}
 	return streamAnswer{r: r, size: resultSize(proto.Size(r))}, err
@@ -383,7 +414,7 @@ func resultSize(n int) int {
 // read together, under the latest of their deadlines). Either way it is
 // answered DEADLINE_EXCEEDED or CANCELLED without waiting for the engine.
 func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
-	ctx := stream.Context()
+	ctx := withClientLimit(stream.Context())
 	results := make(chan streamAnswer, 1024)
 	sem := make(chan struct{}, streamInFlight)
 	inflight := &streamCalls{cancels: make(map[uint64]*context.CancelFunc)}
@@ -393,7 +424,7 @@ func (s *kvServer) Stream(stream kvpb.KV_StreamServer) error {
 
 	go func() {
 		defer close(senderDone)
-		budget := min(maxBytesPerMsg, s.answerLimit())
+		budget := min(maxBytesPerMsg, s.answerLimit(ctx))
 		send := func(msg *kvpb.StreamResponse) bool {
 			err := stream.Send(msg)
 			if err == nil {
@@ -598,7 +629,7 @@ func (s *kvServer) streamGets(ctx context.Context, ops []*kvpb.StreamOp, results
 			var failed error
 			nFailed := 0
 			for i, e := range es {
-				a, err := s.answer(&kvpb.StreamResult{Id: ops[i].Id, Response: &kvpb.StreamResult_Get{
+				a, err := s.answer(ctx, &kvpb.StreamResult{Id: ops[i].Id, Response: &kvpb.StreamResult_Get{
 					Get: &kvpb.GetResponse{Found: e.Version != 0, Value: e.Value, Version: e.Version}}}, nil)
 				if err != nil {
 					failed = err
@@ -683,7 +714,7 @@ func (s *kvServer) streamOne(ctx context.Context, op *kvpb.StreamOp) streamAnswe
 	// A nil sub-request reaches the handlers as a nil pointer; they read
 	// it through the generated getters, which make it an empty request
 	// that validation rejects.
-	a, err := s.answer(out, err)
+	a, err := s.answer(ctx, out, err)
 	s.observe(method, start, err, 1)
 	return a
 }

@@ -24,3 +24,10 @@ const (
 	ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
 	ReasonShuttingDown     = "SHUTTING_DOWN"
 )
+
+// MaxRecvMessageSizeHeader is the metadata key under which a client may
+// declare, when it opens a Stream, the largest message it accepts (in
+// bytes, decimal). The server then keeps every answer on that stream
+// within it, as within its own limit: an answer too large fails its own
+// request with TOO_LARGE instead of breaking the client's stream.
+const MaxRecvMessageSizeHeader = "flaredb-max-recv-message-size"
