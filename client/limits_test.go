@@ -78,4 +78,3 @@ func TestAnswerWithinClientLimit(t *testing.T) {
 		t.Errorf("%d streams opened, want 1 (none broken)", n)
 	}
 }
-
