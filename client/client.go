@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -77,17 +78,33 @@ func New(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		kv:   kvpb.NewKVClient(conn),
 	}
 	c.base, c.cancel = context.WithCancel(context.Background())
-	c.muxes = make([]*streammux.Mux[*kvpb.StreamResult], o.streams)
-	for i := range c.muxes {
-		c.muxes[i] = c.newMux()
-	}
 	if !o.lazy {
 		if err := c.waitReady(ctx); err != nil {
 			_ = c.Close()
 			return nil, err
 		}
+		c.fitServerLimit(ctx)
+	}
+	c.muxes = make([]*streammux.Mux[*kvpb.StreamResult], o.streams)
+	for i := range c.muxes {
+		c.muxes[i] = c.newMux()
 	}
 	return c, nil
+}
+
+// fitServerLimit lowers the bound on a coalesced stream message to the
+// server's message limit, which Status reports: a larger message would
+// break the stream under every call in it. A client that cannot ask
+// (Status fails) keeps its own bound. Called before the streams exist.
+func (c *Client) fitServerLimit(ctx context.Context) {
+	resp, err := c.kv.Status(ctx, &kvpb.StatusRequest{})
+	if err != nil {
+		return
+	}
+	m := resp.GetLimits().GetMaxMessageSize()
+	if m > messageHeadroom && m < math.MaxInt32 && c.opts.maxBytesPerMsg > int(m)-messageHeadroom {
+		c.opts.maxBytesPerMsg = max(int(m)-messageHeadroom, 1)
+	}
 }
 
 // waitReady waits until the connection is ready, failing on the first

@@ -493,13 +493,17 @@ func TestStreamBreak(t *testing.T) {
 		name   string
 		config func(*config.Config)
 		proxy  bool
+		lazy   bool
 		// breakStream breaks the stream c uses.
 		breakStream func(t *testing.T, ctx context.Context, c *Client, px *proxy)
 	}{
 		{
 			// A message over the server's limit: the server ends the stream
-			// with ResourceExhausted at once.
+			// with ResourceExhausted at once. (The client connects lazily,
+			// so it does not learn the server's limit and sends the
+			// message on the stream instead of alone.)
 			name: "server ends the stream",
+			lazy: true,
 			config: func(c *config.Config) {
 				c.Limits.MaxKeySize = 1 << 10
 				c.Limits.MaxValueSize = 16 << 10
@@ -540,7 +544,11 @@ func TestStreamBreak(t *testing.T) {
 				addr = px.addr
 			}
 			var cc callCounter
-			c := dial(t, addr, cc.option(), WithRetry(RetryPolicy{InitialBackoff: time.Millisecond}))
+			opts := []Option{cc.option(), WithRetry(RetryPolicy{InitialBackoff: time.Millisecond})}
+			if tc.lazy {
+				opts = append(opts, WithLazyConnect())
+			}
+			c := dial(t, addr, opts...)
 
 			holdR, holdW := srv.Faults.Hold([]byte("r")), srv.Faults.Hold([]byte("w"))
 			read, write := make(chan error, 1), make(chan error, 1)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/internal/servertest"
 )
@@ -76,5 +77,35 @@ func TestAnswerWithinClientLimit(t *testing.T) {
 	}
 	if n := cc.opened(); n != 1 {
 		t.Errorf("%d streams opened, want 1 (none broken)", n)
+	}
+}
+
+// TestCoalescingFitsTheServerLimit: with a server whose message limit is
+// below the client's coalescing bound, the client learns it when it
+// connects and packs concurrent writes into messages the server accepts.
+func TestCoalescingFitsTheServerLimit(t *testing.T) {
+	srv := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) {
+		c.Limits.MaxKeySize = 1 << 10
+		c.Limits.MaxValueSize = 32 << 10
+		c.Limits.MaxMessageSize = 64 << 10
+	}})
+	c := dial(t, srv.Addr)
+	ctx := testCtx(t)
+	value := bytes.Repeat([]byte("v"), 4<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Put(ctx, []byte(fmt.Sprintf("k%02d", i)), value); err != nil {
+				errs <- fmt.Errorf("put %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -135,7 +135,10 @@ func WithUnary() Option {
 
 // WithLazyConnect makes New return without waiting for the connection; the
 // first call connects. By default New waits until the server is reachable
-// (or ctx ends) and fails with ErrUnavailable when it is not.
+// (or ctx ends) and fails with ErrUnavailable when it is not, then asks the
+// server's message limit (Status) to keep coalesced stream messages within
+// it; a lazy client cannot, so against a server whose limit is below the
+// coalescing bound, lower that bound with WithCoalescing.
 func WithLazyConnect() Option {
 	return func(o *options) { o.lazy = true }
 }
