@@ -277,7 +277,7 @@ func (c *Config) Validate(engines []string) error {
 	}
 	if l.MaxMessageSize <= 0 {
 		bad("limits.max_message_size: must be positive")
-	} else if l.MaxMessageSize < l.MaxKeySize+l.MaxValueSize+1024 {
+	} else if !fitsMessage(l) {
 		bad("limits.max_message_size (%s) is too small for one key and value at their limits (%s + %s)",
 			l.MaxMessageSize, l.MaxKeySize, l.MaxValueSize)
 	}
@@ -398,4 +398,16 @@ func (c Config) TOML() string {
 // AbsDataDir returns DataDir made absolute.
 func (c Config) AbsDataDir() (string, error) {
 	return filepath.Abs(c.DataDir)
+}
+
+// fitsMessage reports whether one key and one value at their limits fit in
+// a message of l.MaxMessageSize with 1 KiB to spare. It subtracts rather
+// than adds: the sum of two huge sizes would overflow. Negative sizes are
+// reported elsewhere.
+func fitsMessage(l Limits) bool {
+	if l.MaxKeySize < 0 || l.MaxValueSize < 0 {
+		return true
+	}
+	room := l.MaxMessageSize - 1024
+	return l.MaxKeySize <= room && l.MaxValueSize <= room-l.MaxKeySize
 }

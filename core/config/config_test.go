@@ -267,3 +267,20 @@ func TestListenersMayShareAnyPort(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsDoNotOverflow: sizes whose sum overflows int64 do not slip past
+// the check that one key and value fit in a message.
+func TestLimitsDoNotOverflow(t *testing.T) {
+	for _, toml := range []string{
+		"[limits]\nmax_value_size = 9223372036854775807",
+		"[limits]\nmax_key_size = \"4194304TiB\"\nmax_value_size = \"4194304TiB\"",
+	} {
+		c := Default()
+		if err := c.Parse("test", []byte(toml)); err != nil {
+			t.Fatalf("%q: %v", toml, err)
+		}
+		if err := c.Validate(stock); err == nil || !strings.Contains(err.Error(), "limits.max_message_size") {
+			t.Errorf("%q: %v, want limits.max_message_size too small", toml, err)
+		}
+	}
+}

@@ -138,10 +138,17 @@ func run(c serveConfig) (err error) {
 		writeStray("while opening")
 	}
 
+	// The host, recorded before the engine opens (which may take long):
+	// if it dies meanwhile, the plugin is re-parented and must notice.
+	parent := os.Getppid()
+
 	opts := map[string]string{}
 	if raw := os.Getenv(pluginproto.EnvOptions); raw != "" {
 		if err := json.Unmarshal([]byte(raw), &opts); err != nil {
 			return fmt.Errorf("%w: %s is not a JSON object of strings: %w", engine.ErrInvalidArgument, pluginproto.EnvOptions, err)
+		}
+		if opts == nil { // the JSON null
+			opts = map[string]string{}
 		}
 	}
 	params := Params{
@@ -177,7 +184,7 @@ func run(c serveConfig) (err error) {
 		})
 	}
 	go watchSignals(closeEngine)
-	go watchHost(closeEngine)
+	go watchHost(parent, closeEngine)
 
 	var filter *filterState
 	if realOut != nil {
@@ -233,12 +240,15 @@ func watchSignals(closeEngine func(string)) {
 // hostCheckInterval is how often a plugin checks that its host is alive.
 const hostCheckInterval = time.Second
 
-// watchHost closes the engine and exits when the process that started the
-// plugin is gone (the plugin has been re-parented). On Linux the host also
-// asks the kernel to kill the plugin when the host dies; this covers the
-// other systems and a host that was not the direct parent.
-func watchHost(closeEngine func(string)) {
-	parent := os.Getppid()
+// watchHost closes the engine and exits when parent, the process that
+// started the plugin, is gone (the plugin has been re-parented). On Linux
+// the host also asks the kernel to kill the plugin when the host dies; this
+// covers the other systems and a host that was not the direct parent.
+func watchHost(parent int, closeEngine func(string)) {
+	if os.Getppid() != parent {
+		closeEngine("the host process is gone")
+		os.Exit(0)
+	}
 	t := time.NewTicker(hostCheckInterval)
 	defer t.Stop()
 	for range t.C {
