@@ -28,17 +28,7 @@ func TestShutdownDrainsStreams(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			hold := srv.Faults.Hold([]byte("slow"))
-			put := make(chan error, 1)
-			go func() {
-				_, err := c.Put(ctx, []byte("slow"), []byte("v"))
-				put <- err
-			}()
-			select {
-			case <-hold.Arrived():
-			case <-ctx.Done():
-				t.Fatal("the held write never reached the engine")
-			}
+			hold, put := heldPut(t, ctx, srv, c, "slow")
 			shut := make(chan error, 1)
 			go func() {
 				sctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,22 +22,7 @@ func TestCoalescingFitsTheMessageLimit(t *testing.T) {
 	c := dial(t, srv.Addr, WithMaxMessageSize(64<<10))
 	ctx := testCtx(t)
 	value := bytes.Repeat([]byte("v"), 4<<10)
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.Put(ctx, []byte(fmt.Sprintf("k%02d", i)), value); err != nil {
-				errs <- fmt.Errorf("put %d: %w", i, err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	putConcurrently(t, ctx, c, 64, value)
 	for i := range 64 {
 		v, _, found, err := c.Get(ctx, []byte(fmt.Sprintf("k%02d", i)))
 		if err != nil || !found || !bytes.Equal(v, value) {
@@ -57,17 +43,7 @@ func TestAnswerWithinClientLimit(t *testing.T) {
 	if _, err := srv.Faults.Apply(ctx, []engine.Write{{Kind: engine.OpPut, Key: []byte("big"), Value: big, Version: 1}}, engine.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	hold := srv.Faults.Hold([]byte("slow"))
-	put := make(chan error, 1)
-	go func() {
-		_, err := c.Put(ctx, []byte("slow"), []byte("v"))
-		put <- err
-	}()
-	select {
-	case <-hold.Arrived():
-	case <-ctx.Done():
-		t.Fatal("the held write never reached the engine")
-	}
+	hold, put := heldPut(t, ctx, srv, c, "slow")
 	if _, _, _, err := c.Get(ctx, []byte("big")); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("get of a value beyond the client's limit: %v, want ErrTooLarge", err)
 	}
@@ -92,9 +68,16 @@ func TestCoalescingFitsTheServerLimit(t *testing.T) {
 	c := dial(t, srv.Addr)
 	ctx := testCtx(t)
 	value := bytes.Repeat([]byte("v"), 4<<10)
+	putConcurrently(t, ctx, c, 64, value)
+}
+
+// putConcurrently puts keys k00, k01, ... (n of them) with value from n
+// goroutines at once, failing t for each put that fails.
+func putConcurrently(t *testing.T, ctx context.Context, c *Client, n int, value []byte) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i := range 64 {
+	errs := make(chan error, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -108,4 +91,23 @@ func TestCoalescingFitsTheServerLimit(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// heldPut starts a Put of key that the server's engine holds, and returns
+// once it is held: release the hold, then read the Put's error from the
+// channel.
+func heldPut(t *testing.T, ctx context.Context, srv *servertest.Server, c *Client, key string) (*servertest.Hold, <-chan error) {
+	t.Helper()
+	hold := srv.Faults.Hold([]byte(key))
+	put := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, []byte(key), []byte("v"))
+		put <- err
+	}()
+	select {
+	case <-hold.Arrived():
+	case <-ctx.Done():
+		t.Fatal("the held write never reached the engine")
+	}
+	return hold, put
 }
