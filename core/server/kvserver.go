@@ -302,20 +302,21 @@ type streamAnswer struct {
 // message beyond it would break the client's stream under every request
 // on it).
 func (s *kvServer) answerLimit(ctx context.Context) int {
-	limit := s.msgLimit(ctx)
+	limit, _ := s.msgLimit(ctx)
 	if limit <= 0 {
 		return math.MaxInt
 	}
 	return limit - answerHeadroom
 }
 
-// msgLimit returns the message limit of the stream of ctx (0: none).
-func (s *kvServer) msgLimit(ctx context.Context) int {
-	limit := s.maxMsg
+// msgLimit returns the message limit of the stream of ctx (0: none) and
+// the setting it comes from, for error messages.
+func (s *kvServer) msgLimit(ctx context.Context) (limit int, from string) {
+	limit, from = s.maxMsg, "limits.max_message_size"
 	if c, ok := ctx.Value(clientLimitKey{}).(int); ok && c > 0 && (limit <= 0 || c < limit) {
-		limit = c
+		limit, from = c, "the client's receive limit"
 	}
-	return limit
+	return limit, from
 }
 
 // clientLimitKey is the context key of the receive limit a client declared
@@ -354,7 +355,8 @@ func (s *kvServer) answer(ctx context.Context, r *kvpb.StreamResult, err error) 
 		case *kvpb.StreamResult_Batch:
 			m = x.Batch
 		}
-		err = answerTooLarge(n, s.msgLimit(ctx), applied(m))
+		limit, from := s.msgLimit(ctx)
+		err = answerTooLarge(n, limit, from, applied(m))
 	}
 	r = &kvpb.StreamResult{Id: r.GetId(), Error: toStreamError(err)}
 	return streamAnswer{r: r, size: resultSize(proto.Size(r))}, err
@@ -384,14 +386,14 @@ func applied(resp proto.Message) bool {
 // conditions failed) fails as too large (InvalidArgument). A write that was
 // applied, and only lost its answer, fails with ResourceExhausted, gRPC's
 // code for an oversized message, and says so, so that no one takes it for
-// a refused write and retries it.
-func answerTooLarge(n, limit int, applied bool) error {
+// a refused write and retries it. from names the limit's setting.
+func answerTooLarge(n, limit int, from string, applied bool) error {
 	if applied {
-		return fmt.Errorf("%w: %w: the write was applied, but its answer of %d bytes (the previous values) exceeds the %d-byte message limit (limits.max_message_size); "+
-			"do not retry it, read the keys with fewer at once", engine.ErrTooLarge, errWriteAnswerTooLarge, n, limit)
+		return fmt.Errorf("%w: %w: the write was applied, but its answer of %d bytes (the previous values) exceeds the %d-byte message limit (%s); "+
+			"do not retry it, read the keys with fewer at once", engine.ErrTooLarge, errWriteAnswerTooLarge, n, limit, from)
 	}
-	return fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (limits.max_message_size); nothing was changed; ask for fewer keys at once",
-		engine.ErrTooLarge, n, limit)
+	return fmt.Errorf("%w: answer of %d bytes exceeds the %d-byte message limit (%s); nothing was changed; ask for fewer keys at once",
+		engine.ErrTooLarge, n, limit, from)
 }
 
 // resultSize returns the bytes a StreamResult of n encoded bytes adds to a

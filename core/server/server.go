@@ -419,7 +419,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		// max_key_size + max_value_size), so the rest are not measured.
 		if m, ok := resp.(proto.Message); ok && manyValues(m) && s.cfg.Limits.MaxMessageSize > 0 {
 			if n := proto.Size(m); int64(n) > int64(s.cfg.Limits.MaxMessageSize) {
-				resp, err = nil, toStatus(answerTooLarge(n, int(s.cfg.Limits.MaxMessageSize), applied(m)))
+				resp, err = nil, toStatus(answerTooLarge(n, int(s.cfg.Limits.MaxMessageSize), "limits.max_message_size", applied(m)))
 			}
 		}
 	}
