@@ -37,6 +37,12 @@ type Client struct {
 	ids      atomic.Uint64 // request ids on the streams
 	noStream atomic.Bool   // the server has no Stream method: use unary calls
 	closed   atomic.Bool
+
+	// The bound on one coalesced stream message: opts.maxBytesPerMsg,
+	// lowered to the server's limit once learned (learnLimit).
+	maxBytes   atomic.Int64
+	limitKnown atomic.Bool   // the server's limit is learned, or cannot be
+	limitAsk   chan struct{} // held (capacity 1) while asking the server
 }
 
 // New returns a client for the server at addr ("host:port", or any gRPC
@@ -72,39 +78,64 @@ func New(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		return nil, invalid("address %q: %v", addr, err)
 	}
 	c := &Client{
-		addr: addr,
-		opts: o,
-		conn: conn,
-		kv:   kvpb.NewKVClient(conn),
+		addr:     addr,
+		opts:     o,
+		conn:     conn,
+		kv:       kvpb.NewKVClient(conn),
+		limitAsk: make(chan struct{}, 1),
 	}
+	c.maxBytes.Store(int64(o.maxBytesPerMsg))
 	c.base, c.cancel = context.WithCancel(context.Background())
+	c.muxes = make([]*streammux.Mux[*kvpb.StreamResult], o.streams)
+	for i := range c.muxes {
+		c.muxes[i] = c.newMux()
+	}
 	if !o.lazy {
 		if err := c.waitReady(ctx); err != nil {
 			_ = c.Close()
 			return nil, err
 		}
-		c.fitServerLimit(ctx)
-	}
-	c.muxes = make([]*streammux.Mux[*kvpb.StreamResult], o.streams)
-	for i := range c.muxes {
-		c.muxes[i] = c.newMux()
+		c.learnLimit(ctx)
 	}
 	return c, nil
 }
 
-// fitServerLimit lowers the bound on a coalesced stream message to the
+// learnLimit lowers the bound on a coalesced stream message to the
 // server's message limit, which Status reports: a larger message would
-// break the stream under every call in it. A client that cannot ask
-// (Status fails) keeps its own bound. Called before the streams exist.
-func (c *Client) fitServerLimit(ctx context.Context) {
+// break the stream under every call in it. New asks once connected; a
+// lazy client, or one whose question failed, asks before its next stream
+// call (one caller at a time, under that caller's ctx), until the server
+// answers. A server without Status is not asked again, and its limit is
+// taken to be the client's.
+func (c *Client) learnLimit(ctx context.Context) {
+	if c.limitKnown.Load() || c.opts.testHookNoLimit {
+		return
+	}
+	select {
+	case c.limitAsk <- struct{}{}:
+		defer func() { <-c.limitAsk }()
+	case <-ctx.Done():
+		return
+	}
+	if c.limitKnown.Load() {
+		return
+	}
 	resp, err := c.kv.Status(ctx, &kvpb.StatusRequest{})
 	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			c.limitKnown.Store(true)
+		}
 		return
 	}
 	m := resp.GetLimits().GetMaxMessageSize()
-	if m > messageHeadroom && m < math.MaxInt32 && c.opts.maxBytesPerMsg > int(m)-messageHeadroom {
-		c.opts.maxBytesPerMsg = max(int(m)-messageHeadroom, 1)
+	if m > messageHeadroom && m < math.MaxInt32 && c.maxBytes.Load() > int64(m)-messageHeadroom {
+		n := max(int(m)-messageHeadroom, 1)
+		c.maxBytes.Store(int64(n))
+		for _, mx := range c.muxes {
+			mx.SetMaxBytes(n)
+		}
 	}
+	c.limitKnown.Store(true)
 }
 
 // waitReady waits until the connection is ready, failing on the first
@@ -179,6 +210,7 @@ func (c *Client) run(ctx context.Context, idempotent bool, op *kvpb.StreamOp,
 	}
 	var data []byte
 	if op != nil && !c.opts.unary && !c.noStream.Load() {
+		c.learnLimit(ctx)
 		op.Id = c.ids.Add(1)
 		// The server stops waiting for the request when the caller would
 		// have (as it does for a unary call's deadline).
@@ -193,7 +225,7 @@ func (c *Client) run(ctx context.Context, idempotent bool, op *kvpb.StreamOp,
 		if err != nil {
 			return invalid("encoding request: %v", err)
 		}
-		if len(b) <= c.opts.maxBytesPerMsg {
+		if int64(len(b)) <= c.maxBytes.Load() {
 			data = b
 		}
 	}

@@ -65,10 +65,18 @@ func TestCoalescingFitsTheServerLimit(t *testing.T) {
 		c.Limits.MaxValueSize = 32 << 10
 		c.Limits.MaxMessageSize = 64 << 10
 	}})
-	c := dial(t, srv.Addr)
-	ctx := testCtx(t)
 	value := bytes.Repeat([]byte("v"), 4<<10)
-	putConcurrently(t, ctx, c, 64, value)
+	// New asks the limit; a lazy client asks before its first stream call.
+	for _, lazy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lazy=%v", lazy), func(t *testing.T) {
+			var opts []Option
+			if lazy {
+				opts = append(opts, WithLazyConnect())
+			}
+			c := dial(t, srv.Addr, opts...)
+			putConcurrently(t, testCtx(t), c, 64, value)
+		})
+	}
 }
 
 // putConcurrently puts keys k00, k01, ... (n of them) with value from n

@@ -74,6 +74,7 @@ type options struct {
 	maxBytesPerMsg  int
 	testHookSend    func(ops int) // called by the sender before each Send (tests)
 	testHookEnqueue func()        // called after a call is queued (tests)
+	testHookNoLimit bool          // never ask the server's limit, as of a server that has none (tests)
 }
 
 func (o *options) ensureDefaults() {
@@ -135,10 +136,10 @@ func WithUnary() Option {
 
 // WithLazyConnect makes New return without waiting for the connection; the
 // first call connects. By default New waits until the server is reachable
-// (or ctx ends) and fails with ErrUnavailable when it is not, then asks the
-// server's message limit (Status) to keep coalesced stream messages within
-// it; a lazy client cannot, so against a server whose limit is below the
-// coalescing bound, lower that bound with WithCoalescing.
+// (or ctx ends) and fails with ErrUnavailable when it is not. Either way
+// the client asks the server's message limit (Status) before its first
+// stream call, to keep coalesced stream messages within it: New does, or
+// else the first stream call.
 func WithLazyConnect() Option {
 	return func(o *options) { o.lazy = true }
 }
@@ -164,8 +165,9 @@ func WithStreams(n int) Option {
 // WithCoalescing bounds how many requests (maxOps) and how many encoded
 // bytes (maxBytes) one stream message carries; zero keeps a default
 // (DefaultMaxOpsPerMessage, DefaultMaxBytesPerMessage). maxOps 1 disables
-// coalescing. Requests larger than maxBytes are sent as unary calls; keep
-// maxBytes below the server's receive limit.
+// coalescing. Requests larger than maxBytes are sent as unary calls. The
+// client lowers maxBytes to the server's message limit (less room for
+// framing) once it has learned that limit.
 func WithCoalescing(maxOps, maxBytes int) Option {
 	return func(o *options) {
 		o.maxOpsPerMsg = maxOps

@@ -28,6 +28,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -81,7 +82,7 @@ type Options[A any] struct {
 	CancelRequest func(id uint64) ([]byte, error)
 	// MaxCalls and MaxBytes bound the calls and bytes coalesced into one
 	// message (a single larger call is sent alone). Zero or less means no
-	// bound.
+	// bound. Mux.SetMaxBytes changes the byte bound later.
 	MaxCalls, MaxBytes int
 
 	// OpenFailed returns the error for the callers waiting on a session
@@ -107,9 +108,10 @@ type Options[A any] struct {
 // Mux holds the current session of one stream and the attempt to open the
 // next one. It is safe for concurrent use.
 type Mux[A any] struct {
-	o    Options[A]
-	base context.Context
-	wg   sync.WaitGroup // the sessions' sender and receiver goroutines
+	o        Options[A]
+	base     context.Context
+	wg       sync.WaitGroup // the sessions' sender and receiver goroutines
+	maxBytes atomic.Int64   // Options.MaxBytes, or as last set by SetMaxBytes
 
 	mu      sync.Mutex
 	closed  bool
@@ -120,8 +122,15 @@ type Mux[A any] struct {
 // New returns a Mux whose sessions live under base: canceling base ends
 // them (their waiting calls fail, with Broken's error).
 func New[A any](base context.Context, o Options[A]) *Mux[A] {
-	return &Mux[A]{o: o, base: base}
+	m := &Mux[A]{o: o, base: base}
+	m.maxBytes.Store(int64(o.MaxBytes))
+	return m
 }
+
+// SetMaxBytes replaces the bound on the bytes coalesced into one message
+// (zero or less: no bound), from the next message on, in every session.
+// It is safe to call at any time.
+func (m *Mux[A]) SetMaxBytes(n int) { m.maxBytes.Store(int64(n)) }
 
 type openAttempt[A any] struct {
 	done chan struct{}
@@ -338,6 +347,7 @@ func (s *session[A]) take() [][]byte {
 	}
 	var parts [][]byte
 	size, i := 0, 0
+	maxBytes := int(s.m.maxBytes.Load())
 	for ; i < len(s.queue); i++ {
 		cl := s.queue[i]
 		if cl.gone {
@@ -346,7 +356,7 @@ func (s *session[A]) take() [][]byte {
 		if maxCalls := s.m.o.MaxCalls; maxCalls > 0 && len(parts) >= maxCalls {
 			break
 		}
-		if maxBytes := s.m.o.MaxBytes; maxBytes > 0 && len(parts) > 0 && size+len(cl.data) > maxBytes {
+		if maxBytes > 0 && len(parts) > 0 && size+len(cl.data) > maxBytes {
 			break
 		}
 		cl.sent = true

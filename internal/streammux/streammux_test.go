@@ -473,51 +473,62 @@ func TestCoalescing(t *testing.T) {
 	}
 }
 
-// TestMaxBytes: a message holds as many queued calls as fit in MaxBytes,
-// in order, and a call larger than MaxBytes goes alone; the server receives
-// the calls' encodings concatenated.
+// TestMaxBytes: a message holds as many queued calls as fit in MaxBytes
+// (from Options, or set later with SetMaxBytes), in order, and a call
+// larger than MaxBytes goes alone; the server receives the calls'
+// encodings concatenated.
 func TestMaxBytes(t *testing.T) {
-	keys := map[uint64]string{}
-	for id := uint64(1); id <= 6; id++ {
-		keys[id] = "0123456789" // all of one size, as ids 1 to 6 encode alike
-	}
-	size := len(encode(1, keys[1]))
-	keys[9] = strings.Repeat("x", 3*size)
-	srv := &server{handle: echo}
-	o := newOptions(serve(t, srv), causes())
-	o.MaxBytes = 2*size + size/2 // two calls fit, three don't
-	if big := len(encode(9, keys[9])); big <= o.MaxBytes || len(encode(6, keys[6])) != size {
-		t.Fatalf("bad sizes: big call %d bytes, small %d, MaxBytes %d", big, size, o.MaxBytes)
-	}
-	g := gated(&o)
-	defer g.open()
-	m, _ := newMux(t, o)
-	ctx := testCtx(t)
-	var outs []<-chan outcome
-	for i, id := range []uint64{1, 2, 3, 4, 5, 9, 6} { // 1 waits in OnSend while the others queue, in order
-		outs = append(outs, goDo(ctx, m, id, keys[id]))
-		await(t, ctx, g.queued)
-		if i == 0 {
-			await(t, ctx, g.entered)
-		}
-	}
-	g.open()
-	for _, ch := range outs {
-		if err := await(t, ctx, ch).check(); err != nil {
-			t.Error(err)
-		}
-	}
-	if got, want := srv.idsPerMessage(), [][]uint64{{1}, {2, 3}, {4, 5}, {9}, {6}}; !slices.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("calls per message %v, want %v", got, want)
-	}
-	for _, msg := range srv.messages() {
-		want := 0
-		for _, id := range msg.ids {
-			want += len(encode(id, keys[id]))
-		}
-		if msg.size != want {
-			t.Errorf("message of calls %v: %d bytes, want %d", msg.ids, msg.size, want)
-		}
+	for _, setLater := range []bool{false, true} {
+		t.Run(fmt.Sprintf("setLater=%v", setLater), func(t *testing.T) {
+			keys := map[uint64]string{}
+			for id := uint64(1); id <= 6; id++ {
+				keys[id] = "0123456789" // all of one size, as ids 1 to 6 encode alike
+			}
+			size := len(encode(1, keys[1]))
+			keys[9] = strings.Repeat("x", 3*size)
+			srv := &server{handle: echo}
+			o := newOptions(serve(t, srv), causes())
+			maxBytes := 2*size + size/2 // two calls fit, three don't
+			if big := len(encode(9, keys[9])); big <= maxBytes || len(encode(6, keys[6])) != size {
+				t.Fatalf("bad sizes: big call %d bytes, small %d, MaxBytes %d", big, size, maxBytes)
+			}
+			if !setLater {
+				o.MaxBytes = maxBytes
+			}
+			g := gated(&o)
+			defer g.open()
+			m, _ := newMux(t, o)
+			if setLater {
+				m.SetMaxBytes(maxBytes)
+			}
+			ctx := testCtx(t)
+			var outs []<-chan outcome
+			for i, id := range []uint64{1, 2, 3, 4, 5, 9, 6} { // 1 waits in OnSend while the others queue, in order
+				outs = append(outs, goDo(ctx, m, id, keys[id]))
+				await(t, ctx, g.queued)
+				if i == 0 {
+					await(t, ctx, g.entered)
+				}
+			}
+			g.open()
+			for _, ch := range outs {
+				if err := await(t, ctx, ch).check(); err != nil {
+					t.Error(err)
+				}
+			}
+			if got, want := srv.idsPerMessage(), [][]uint64{{1}, {2, 3}, {4, 5}, {9}, {6}}; !slices.EqualFunc(got, want, slices.Equal) {
+				t.Errorf("calls per message %v, want %v", got, want)
+			}
+			for _, msg := range srv.messages() {
+				want := 0
+				for _, id := range msg.ids {
+					want += len(encode(id, keys[id]))
+				}
+				if msg.size != want {
+					t.Errorf("message of calls %v: %d bytes, want %d", msg.ids, msg.size, want)
+				}
+			}
+		})
 	}
 }
 
