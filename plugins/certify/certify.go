@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,8 @@ func (r Report) WriteTable(w io.Writer) error {
 // Run certifies the plugin cfg describes. cfg.DataDir is ignored: every
 // case gets fresh directories under opts.TempDir. The error is for a
 // certification that could not run at all (an invalid cfg, an unreadable
-// binary); everything about the plugin itself, including a plugin that does
+// binary, a binary whose SHA-256 is not cfg.SHA256: host.ErrChecksumMismatch);
+// everything about the plugin itself, including a plugin that does
 // not start, is in the Report as failed cases.
 func Run(ctx context.Context, cfg host.Config, opts Options) (Report, error) {
 	start := time.Now()
@@ -142,6 +144,9 @@ func Run(ctx context.Context, cfg host.Config, opts Options) (Report, error) {
 	sum, err := host.SHA256File(path)
 	if err != nil {
 		return rep, fmt.Errorf("certify: plugin binary: %w", err)
+	}
+	if cfg.SHA256 != "" && !strings.EqualFold(cfg.SHA256, sum) {
+		return rep, fmt.Errorf("%w: %s has SHA-256 %s, expected %s", host.ErrChecksumMismatch, path, sum, cfg.SHA256)
 	}
 	rep.Plugin = Binary{Path: path, Args: cfg.Args, SHA256: sum, Size: fi.Size()}
 	// Pin the binary: every launch of the certification checks that it is

@@ -146,7 +146,7 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 }
 
 // root mimics the flaredb CLI's root command: it has a persistent --json
-// boolean flag, which the conformance command's --json FILE shadows.
+// boolean flag, which makes the conformance command print its JSON report.
 func root() *cobra.Command {
 	r := &cobra.Command{Use: "flaredb", SilenceErrors: true, SilenceUsage: true}
 	r.PersistentFlags().Bool("json", false, "")
@@ -159,7 +159,7 @@ func TestCommand(t *testing.T) {
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
 	var out, errOut bytes.Buffer
 	r := root()
-	r.SetArgs([]string{"conformance", "--plugin", bins["memory"], "--run", `^(basic/put|plugin/handshake)`, "--json", jsonFile})
+	r.SetArgs([]string{"conformance", "--plugin", bins["memory"], "--run", `^(basic/put|plugin/handshake)`, "--report", jsonFile})
 	r.SetOut(&out)
 	r.SetErr(&errOut)
 	if err := r.ExecuteContext(context.Background()); err != nil {
@@ -180,24 +180,86 @@ func TestCommand(t *testing.T) {
 		t.Errorf("JSON report: %s", b)
 	}
 
-	out.Reset()
-	r = root()
-	r.SetArgs([]string{"conformance", "--plugin", bins["forgetful"], "--run", `^basic/`, "--json", "-"})
-	r.SetOut(&out)
-	r.SetErr(&errOut)
-	err = r.ExecuteContext(context.Background())
-	if !errors.Is(err, certify.ErrFailed) {
-		t.Fatalf("failing plugin: %v", err)
-	}
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Failed == 0 {
-		t.Errorf("JSON on stdout: %v\n%s", err, out.String())
+	// A failing plugin, with the report on standard output: with
+	// --report -, or with the parent's --json (given before or after the
+	// command name).
+	for _, args := range [][]string{
+		{"conformance", "--plugin", bins["forgetful"], "--run", `^basic/`, "--report", "-"},
+		{"--json", "conformance", "--plugin", bins["forgetful"], "--run", `^basic/`},
+		{"conformance", "--json", "--plugin", bins["forgetful"], "--run", `^basic/`},
+	} {
+		out.Reset()
+		r = root()
+		r.SetArgs(args)
+		r.SetOut(&out)
+		r.SetErr(&errOut)
+		err = r.ExecuteContext(context.Background())
+		if !errors.Is(err, certify.ErrFailed) {
+			t.Fatalf("%q: failing plugin: %v", args, err)
+		}
+		rep = certify.Report{}
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Failed == 0 {
+			t.Errorf("%q: JSON on stdout: %v\n%s", args, err, out.String())
+		}
 	}
 
+	// Command-line mistakes are usage errors (exit code 2 in the CLI),
+	// and run nothing.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"conformance"}, "--plugin"},
+		{[]string{"conformance", "--plugin", bins["memory"], "extra"}, `"extra"`},
+		{[]string{"conformance", "--plugin", bins["memory"], "--run", "("}, "--run"},
+		{[]string{"conformance", "--plugin", bins["memory"], "--option", "novalue"}, "--option"},
+		{[]string{"conformance", "--plugin", bins["memory"], "--sha256", "xyz"}, "SHA256"},
+		{[]string{"--json", "conformance", "--plugin", bins["memory"], "--report", "r.json"}, "--report"},
+	} {
+		out.Reset()
+		r = root()
+		r.SetArgs(tc.args)
+		r.SetOut(&out)
+		r.SetErr(&errOut)
+		err := r.ExecuteContext(context.Background())
+		var ec interface{ ExitCode() int }
+		if !errors.Is(err, certify.ErrUsage) || !errors.As(err, &ec) || ec.ExitCode() != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want a usage error naming %s", tc.args, err, tc.want)
+		}
+		if out.Len() > 0 {
+			t.Errorf("%q: ran:\n%s", tc.args, out.String())
+		}
+	}
+
+	// A selection that matches no case certifies nothing, and says so.
+	out.Reset()
 	r = root()
-	r.SetArgs([]string{"conformance"})
+	r.SetArgs([]string{"conformance", "--plugin", bins["memory"], "--run", "^no-such-case$"})
 	r.SetOut(&out)
 	r.SetErr(&errOut)
-	if err := r.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "--plugin") {
-		t.Errorf("without --plugin: %v", err)
+	if err := r.ExecuteContext(context.Background()); !errors.Is(err, certify.ErrFailed) || !strings.Contains(err.Error(), "no case passed (0 selected") {
+		t.Errorf("empty selection: %v", err)
+	}
+}
+
+// TestChecksum: a binary whose SHA-256 is not the one given is refused
+// before any case runs; the right one (any letter case) is accepted.
+func TestChecksum(t *testing.T) {
+	sum, err := host.SHA256File(bins["memory"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := certify.Options{Filter: regexp.MustCompile(`^basic/put`)}
+	wrong := strings.Repeat("0", 64)
+	rep, err := certify.Run(context.Background(), host.Config{Path: bins["memory"], SHA256: wrong}, only)
+	if !errors.Is(err, host.ErrChecksumMismatch) || !strings.Contains(err.Error(), sum) {
+		t.Fatalf("wrong checksum: %v", err)
+	}
+	if len(rep.Cases)+len(rep.PluginCases) != 0 {
+		t.Fatalf("cases ran with a wrong checksum: %+v", rep)
+	}
+	rep, err = certify.Run(context.Background(), host.Config{Path: bins["memory"], SHA256: strings.ToUpper(sum)}, only)
+	if err != nil || !rep.OK() {
+		t.Fatalf("right checksum: %v %+v", err, rep)
 	}
 }

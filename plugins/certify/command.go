@@ -13,24 +13,45 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flaredb/flaredb/conformance"
+	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/plugins/host"
 )
 
 // ErrFailed is returned by the command when the certification ran and at
-// least one case failed (the report says which).
+// least one case failed, or none passed (the report says which).
 var ErrFailed = errors.New("certification failed")
+
+// ErrUsage is wrapped by the command's errors for a wrong command line (a
+// missing --plugin, a malformed flag value or checksum, arguments). They
+// also have an ExitCode method returning 2, which the flaredb CLI uses as
+// the process exit code, as for its own usage errors.
+var ErrUsage = errors.New("bad command line")
+
+// usageError is a command-line mistake: it wraps ErrUsage and err.
+type usageError struct{ err error }
+
+func (e usageError) Error() string   { return e.err.Error() }
+func (e usageError) Unwrap() []error { return []error{ErrUsage, e.err} }
+
+// ExitCode is the process exit code for a usage error.
+func (usageError) ExitCode() int { return 2 }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
 
 // NewCommand returns the "conformance" command, for mounting in the
 // flaredb CLI:
 //
 //	flaredb conformance --plugin PATH [--arg ARG]... [--env K=V]... [--option K=V]...
-//	                    [--sha256 HEX] [--run REGEXP] [--json FILE] [--verbose]
+//	                    [--sha256 HEX] [--run REGEXP] [--report FILE] [--verbose]
 //
 // It certifies the plugin binary (see Run), prints a table on standard
-// output, writes the JSON report to --json FILE ("-" for standard output,
-// instead of the table) and returns an error (wrapping ErrFailed) when any
-// case failed, so the CLI exits non-zero. The command defines its own
-// --json flag, which shadows a persistent --json flag of a parent command.
+// output, writes the JSON report to --report FILE ("-" for standard
+// output, instead of the table) and returns an error (wrapping ErrFailed)
+// when any case failed or none passed, so the CLI exits non-zero. A
+// persistent boolean --json flag of a parent command, when set, prints the
+// JSON report on standard output instead of the table.
 func NewCommand() *cobra.Command {
 	var (
 		plugin      string
@@ -39,7 +60,7 @@ func NewCommand() *cobra.Command {
 		options     []string
 		sum         string
 		run         string
-		jsonOut     string
+		report      string
 		caseTimeout time.Duration
 		hangTimeout time.Duration
 		verbose     bool
@@ -54,21 +75,33 @@ a host speaking another protocol version (refused), stray output on standard
 output (kept out of the handshake), a hang at start (killed), and no process or
 socket left behind after close.
 
-It prints one line per case and a verdict, writes a JSON report with --json,
-and exits non-zero if any case failed. Cases skip only for a capability the
+It prints one line per case and a verdict, writes a JSON report with --report
+FILE (or, with --json, prints it instead of the table), and exits non-zero if
+any case failed or none passed. Cases skip only for a capability the
 engine declares it lacks (the reason is printed).`,
-		Args:          cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q (the plugin is given with --plugin; its own arguments with --arg)", args[0])
+			}
+			return nil
+		},
 		SilenceUsage:  true,
 		SilenceErrors: false,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if plugin == "" {
-				return errors.New("--plugin is required")
+				return usagef("--plugin is required")
+			}
+			if g := cmd.Flags().Lookup("json"); g != nil && g.Value.Type() == "bool" && g.Value.String() == "true" {
+				if report != "" && report != "-" {
+					return usagef("--json prints the report on standard output; it cannot be combined with --report %s", report)
+				}
+				report = "-"
 			}
 			cfg := host.Config{Path: plugin, Args: args, Env: env, SHA256: sum, Options: map[string]string{}}
 			for _, kv := range options {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
-					return fmt.Errorf("--option %q: want KEY=VALUE", kv)
+					return usagef("--option %q: want KEY=VALUE", kv)
 				}
 				cfg.Options[k] = v
 			}
@@ -76,7 +109,7 @@ engine declares it lacks (the reason is printed).`,
 			if run != "" {
 				re, err := regexp.Compile(run)
 				if err != nil {
-					return fmt.Errorf("--run: %w", err)
+					return usagef("--run: %v", err)
 				}
 				opts.Filter = re
 			}
@@ -88,31 +121,38 @@ engine declares it lacks (the reason is printed).`,
 				}
 			}
 			rep, err := Run(cmd.Context(), cfg, opts)
+			if errors.Is(err, engine.ErrInvalidArgument) {
+				return usageError{err} // a malformed --sha256, --env...
+			}
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if jsonOut != "-" {
+			if report != "-" {
 				if err := rep.WriteTable(out); err != nil {
 					return err
 				}
 			}
-			if jsonOut != "" {
+			if report != "" {
 				b, err := json.MarshalIndent(rep, "", "  ")
 				if err != nil {
 					return err
 				}
 				b = append(b, '\n')
-				if jsonOut == "-" {
+				if report == "-" {
 					if _, err := out.Write(b); err != nil {
 						return err
 					}
-				} else if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
+				} else if err := os.WriteFile(report, b, 0o644); err != nil {
 					return fmt.Errorf("write the JSON report: %w", err)
 				}
 			}
 			if !rep.OK() {
-				return fmt.Errorf("%w: %d of %d cases failed", ErrFailed, rep.Failed, len(rep.Cases)+len(rep.PluginCases))
+				n := len(rep.Cases) + len(rep.PluginCases)
+				if rep.Failed == 0 {
+					return fmt.Errorf("%w: no case passed (%d selected, %d skipped)", ErrFailed, n, rep.Skipped)
+				}
+				return fmt.Errorf("%w: %d of %d cases failed", ErrFailed, rep.Failed, n)
 			}
 			return nil
 		},
@@ -124,7 +164,7 @@ engine declares it lacks (the reason is printed).`,
 	f.StringArrayVar(&options, "option", nil, "engine option KEY=VALUE passed to the plugin (repeatable)")
 	f.StringVar(&sum, "sha256", "", "expected SHA-256 of the binary, in hex (refuse to run it otherwise)")
 	f.StringVar(&run, "run", "", "run only the cases whose name matches this regular expression")
-	f.StringVar(&jsonOut, "json", "", `write the JSON report to this file ("-": standard output, instead of the table)`)
+	f.StringVar(&report, "report", "", `write the JSON report to this file ("-": standard output, instead of the table)`)
 	f.DurationVar(&caseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "time limit of each case")
 	f.DurationVar(&hangTimeout, "hang-timeout", DefaultHangTimeout, "start timeout given to the plugin in the hang-at-start case")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the plugin's logs and each case's result as it ends on standard error")

@@ -92,8 +92,10 @@ func usageArgs(v cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 // ExitCode maps an error returned by a command to the process exit code:
-// nil is ExitOK, an *ExitError gives its Code, a key not found gives
-// ExitNotFound, anything else ExitFailure.
+// nil is ExitOK, an *ExitError gives its Code, as does an error with an
+// ExitCode() int method (so that mounted commands from other packages, such
+// as certify's, can give theirs), a key not found gives ExitNotFound,
+// anything else ExitFailure.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
@@ -101,6 +103,10 @@ func ExitCode(err error) int {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
+	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
 	}
 	if errors.Is(err, client.ErrNotFound) {
 		return ExitNotFound
@@ -133,7 +139,8 @@ Exit codes:
 // bench), plus extra, mounted as further subcommands. Extra commands see the
 // global flags and may use Dial to get a client; they should return errors
 // made with UsageErrorf for usage mistakes and *ExitError for other exit
-// codes.
+// codes, or, from packages that cannot import this one, errors with an
+// ExitCode() int method.
 func NewRootCommand(extra ...*cobra.Command) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "flaredb",

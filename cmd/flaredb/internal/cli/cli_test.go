@@ -512,8 +512,11 @@ func TestExtraCommand(t *testing.T) {
 		Use:  "hello NAME",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if args[0] == "bad" {
+			switch args[0] {
+			case "bad":
 				return UsageErrorf("bad name")
+			case "coded":
+				return fmt.Errorf("wrapped: %w", codedError{code: 3})
 			}
 			c, err := Dial(cmd.Context(), cmd)
 			if err != nil {
@@ -534,6 +537,11 @@ func TestExtraCommand(t *testing.T) {
 	if r := runRoot(t, NewRootCommand(extra), "", "hello", "bad"); r.code != ExitUsage || !strings.Contains(r.stderr, "bad name") {
 		t.Fatalf("%+v", r)
 	}
+	// An error from another package gives its exit code through an
+	// ExitCode method.
+	if r := runRoot(t, NewRootCommand(extra), "", "hello", "coded"); r.code != 3 || !strings.Contains(r.stderr, "wrapped: coded") {
+		t.Fatalf("%+v", r)
+	}
 	if r := runCLI(t, "", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Exit codes:") || !strings.Contains(r.stdout, "4  key not found") {
 		t.Fatalf("%+v", r)
 	}
@@ -544,6 +552,12 @@ func TestExtraCommand(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// codedError is an error with an exit code of its own.
+type codedError struct{ code int }
+
+func (e codedError) Error() string { return "coded" }
+func (e codedError) ExitCode() int { return e.code }
 
 // TestTLS runs the server with TLS and a self-signed certificate.
 func TestTLS(t *testing.T) {
