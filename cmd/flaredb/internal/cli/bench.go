@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -30,18 +33,25 @@ Workloads:
              read-then-CAS
 
 Keys are "k" followed by a zero-padded number, --key-size bytes long, drawn
-uniformly from --keys keys. For get, scan, cas and mixed the keys are
-written first (not measured). --warmup runs the workload unmeasured before
-the measurement. The run ends after --duration or --ops operations,
-whichever comes first (or on Ctrl-C, still printing the report). A
+uniformly from --keys keys. --key-size and --value-size must be within the
+server's limits (max_key_size and max_value_size, as its status reports
+them) and at most 1 GiB. For get, scan, cas and mixed the keys are written
+first (not measured). --warmup runs the workload unmeasured for that long
+before the measurement. The run ends after --duration, or once --ops
+operations have been issued (successful or not), whichever comes first. A
 read-then-CAS pair counts as one operation; a CAS that loses its race
-counts as a conflict, not an error.
+counts as a conflict, not an error (and is a successful operation).
+
+Ops are successful operations: "ops" and ops/s count only operations that
+succeeded, and the latency percentiles are theirs. Failed operations are
+counted as errors, apart.
 
 Prints a progress line each second on stderr and a final report (with
---json, one JSON object) with ops/s, errors, CAS conflicts and latency
+--json, one JSON object) with ops, ops/s, errors, CAS conflicts and latency
 percentiles (p50, p90, p99, p99.9, max) from an HDR histogram. Exits with
-code 1 if any operation failed. --timeout bounds connecting and loading,
-not the run.`
+code 1 if any operation failed. Ctrl-C during the measurement ends it: the
+report is printed, and the command exits with code 1. --timeout bounds
+connecting and loading, not the run.`
 
 type benchConfig struct {
 	workload    string
@@ -85,14 +95,13 @@ func newBenchCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.workload, "workload", "put", "put, get, cas-low, cas-high, scan or mixed")
-	f.IntVar(&cfg.concurrency, "concurrency", 64, "concurrent workers")
+	f.IntVar(&cfg.concurrency, "concurrency", 64, fmt.Sprintf("concurrent workers (at most %d)", maxBenchConcurrency))
 	f.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure")
-	f.Int64Var(&cfg.ops, "ops", 0, "stop after this many operations (0: no limit)")
+	f.Int64Var(&cfg.ops, "ops", 0, "stop after issuing this many operations, successful or not (0: no limit)")
 	f.IntVar(&cfg.valueSize, "value-size", 128, "value size in bytes")
 	f.IntVar(&cfg.keySize, "key-size", 16, "key size in bytes")
 	f.IntVar(&cfg.keys, "keys", 10000, "number of distinct keys (cas-high: 8)")
-	f.DurationVar(&cfg.warmup, "warmup", 0, "unmeasured run before measuring (--warmup alone: 1s)")
-	f.Lookup("warmup").NoOptDefVal = "1s"
+	f.DurationVar(&cfg.warmup, "warmup", 0, "how long to run the workload unmeasured before measuring (0: no warmup)")
 	f.IntVar(&cfg.scanLimit, "scan-limit", 100, "entries per scan (scan workload)")
 	f.IntVar(&cfg.readPercent, "read-percent", 80, "percentage of gets (mixed workload)")
 	f.BoolVar(&cfg.async, "async", false, "writes acknowledged before they are synced")
@@ -101,6 +110,18 @@ func newBenchCommand() *cobra.Command {
 	return cmd
 }
 
+const (
+	// maxBenchConcurrency bounds --concurrency.
+	maxBenchConcurrency = 100000
+	// maxBenchSize bounds --key-size and --value-size whatever the
+	// server's limits, so that no server (one without limits, say) can make
+	// the CLI allocate absurd amounts of memory.
+	maxBenchSize = 1 << 30
+)
+
+// validate checks the flags on their own; runBench checks the sizes
+// against the server's limits once connected. Nothing is allocated after
+// the flags before both checks.
 func (c *benchConfig) validate() error {
 	switch c.workload {
 	case "put", "get", "cas-low", "cas-high", "scan", "mixed":
@@ -110,12 +131,18 @@ func (c *benchConfig) validate() error {
 	switch {
 	case c.concurrency < 1:
 		return UsageErrorf("--concurrency must be at least 1")
+	case c.concurrency > maxBenchConcurrency:
+		return UsageErrorf("--concurrency must be at most %d", maxBenchConcurrency)
 	case c.duration <= 0:
 		return UsageErrorf("--duration must be positive")
 	case c.ops < 0:
 		return UsageErrorf("--ops must not be negative")
 	case c.valueSize < 0:
 		return UsageErrorf("--value-size must not be negative")
+	case c.valueSize > maxBenchSize:
+		return UsageErrorf("--value-size must be at most %d (1 GiB)", maxBenchSize)
+	case c.keySize > maxBenchSize:
+		return UsageErrorf("--key-size must be at most %d (1 GiB)", maxBenchSize)
 	case c.keys < 1:
 		return UsageErrorf("--keys must be at least 1")
 	case c.warmup < 0:
@@ -133,6 +160,18 @@ func (c *benchConfig) validate() error {
 	return nil
 }
 
+// checkLimits refuses key and value sizes beyond the server's limits (0:
+// none), which would make every operation fail.
+func (c *benchConfig) checkLimits(l client.Limits) error {
+	if l.MaxKeySize > 0 && uint64(c.keySize) > l.MaxKeySize {
+		return UsageErrorf("--key-size %d exceeds the server's max_key_size (%d bytes)", c.keySize, l.MaxKeySize)
+	}
+	if l.MaxValueSize > 0 && uint64(c.valueSize) > l.MaxValueSize {
+		return UsageErrorf("--value-size %d exceeds the server's max_value_size (%d bytes)", c.valueSize, l.MaxValueSize)
+	}
+	return nil
+}
+
 func (c *benchConfig) key(i int) []byte {
 	return fmt.Appendf(make([]byte, 0, c.keySize), "k%0*d", c.keySize-1, i)
 }
@@ -143,11 +182,11 @@ func (c *benchConfig) needsLoad() bool {
 
 // benchStats are one phase's counters, shared by the workers.
 type benchStats struct {
-	ops       atomic.Int64 // operations finished (successful or not)
-	errors    atomic.Int64
+	ops       atomic.Int64 // operations that succeeded
+	errors    atomic.Int64 // operations that failed
 	conflicts atomic.Int64
 	casOK     atomic.Int64
-	issued    atomic.Int64 // operations started, for --ops
+	issued    atomic.Int64 // operations started (successful or not), for --ops
 	firstErr  atomic.Pointer[error]
 }
 
@@ -165,28 +204,104 @@ type benchReport struct {
 	KeySize     int
 	ValueSize   int
 	Duration    time.Duration
-	Ops         int64
-	Errors      int64
+	Ops         int64 // successful operations
+	Errors      int64 // failed operations
 	Conflicts   int64
 	CASOK       int64
 	FirstError  string
-	Hist        *hdrhistogram.Histogram
+	Hist        *hdrhistogram.Histogram // successful operations' latencies
 	Interrupted bool
 }
 
 func newHist() *hdrhistogram.Histogram {
-	// Microseconds, 1µs to 1 minute, 3 significant figures.
+	// Microseconds, 1µs to 1 minute, 3 significant figures (~140 KB).
 	return hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 }
+
+// latencies records the workers' latencies in a few HDR histograms, each
+// behind a mutex: one per worker would cost ~140 KB each (gigabytes for
+// tens of thousands of workers, and time to merge them). Worker w records
+// into shard w % len(shards).
+type latencies struct {
+	shards []latencyShard
+}
+
+type latencyShard struct {
+	mu sync.Mutex
+	h  *hdrhistogram.Histogram
+	_  [48]byte // keeps shards' mutexes on separate cache lines
+}
+
+// newLatencies returns a recorder for workers workers, with
+// min(workers, 4*GOMAXPROCS) shards.
+func newLatencies(workers int) *latencies {
+	l := &latencies{shards: make([]latencyShard, max(min(workers, 4*runtime.GOMAXPROCS(0)), 1))}
+	for i := range l.shards {
+		l.shards[i].h = newHist()
+	}
+	return l
+}
+
+// record records worker's operation that took d. It is safe for
+// concurrent use.
+func (l *latencies) record(worker int, d time.Duration) {
+	s := &l.shards[worker%len(l.shards)]
+	us := max(d.Microseconds(), 1)
+	s.mu.Lock()
+	if err := s.h.RecordValue(us); err != nil {
+		_ = s.h.RecordValue(s.h.HighestTrackableValue())
+	}
+	s.mu.Unlock()
+}
+
+// merged returns every shard's latencies in one histogram; call it once,
+// after the workers are done (it merges into the first shard).
+func (l *latencies) merged() *hdrhistogram.Histogram {
+	total := l.shards[0].h
+	for i := 1; i < len(l.shards); i++ {
+		total.Merge(l.shards[i].h)
+	}
+	return total
+}
+
+// errorContext is err with what it was doing, err's message keeping one
+// "flaredb: " prefix at its front: client errors carry one, and Execute
+// adds one to any message without it.
+type errorContext struct {
+	what string
+	err  error
+}
+
+func (e *errorContext) Error() string {
+	msg := e.err.Error()
+	if rest, ok := strings.CutPrefix(msg, "flaredb: "); ok {
+		return "flaredb: " + e.what + ": " + rest
+	}
+	return e.what + ": " + msg
+}
+
+func (e *errorContext) Unwrap() error { return e.err }
 
 func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr io.Writer) error {
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	c, err := g.dial(cctx, client.WithStreams(cfg.streams))
-	cancel()
 	if err != nil {
+		cancel()
 		return err
 	}
 	defer c.Close()
+	st, err := c.Status(cctx)
+	cancel()
+	switch {
+	case errors.Is(err, client.ErrUnsupported):
+		// A server without Status: its limits are unknown.
+	case err != nil:
+		return &errorContext{"reading the server's limits", err}
+	default:
+		if err := cfg.checkLimits(st.Limits); err != nil {
+			return err
+		}
+	}
 
 	value := make([]byte, cfg.valueSize)
 	for i := range value {
@@ -202,31 +317,39 @@ func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr i
 		lctx, cancel := context.WithTimeout(ctx, g.timeout)
 		err := loadKeys(lctx, c, &cfg, value)
 		cancel()
+		if ctx.Err() != nil {
+			return errors.New("interrupted while loading keys")
+		}
 		if err != nil {
-			return fmt.Errorf("loading keys: %w", err)
+			return &errorContext{"loading keys", err}
 		}
 	}
 	if cfg.warmup > 0 {
 		fmt.Fprintf(stderr, "warming up for %s...\n", cfg.warmup)
 		wctx, cancel := context.WithTimeout(ctx, cfg.warmup)
-		runPhase(wctx, c, &cfg, value, wopts, &benchStats{})
+		runPhase(wctx, c, &cfg, value, wopts, &benchStats{}, nil)
 		cancel()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return errors.New("interrupted during warmup")
 		}
 	}
 
-	rctx, cancel := context.WithTimeout(ctx, cfg.duration)
-	defer cancel()
+	// Everything the workers record into exists before the clock starts,
+	// and the clock stops when they are done, before their latencies are
+	// merged.
 	stats := &benchStats{}
+	lat := newLatencies(cfg.concurrency)
 	progressDone := make(chan struct{})
 	start := time.Now()
+	rctx, cancel := context.WithDeadline(ctx, start.Add(cfg.duration))
+	defer cancel()
 	go func() {
 		defer close(progressDone)
 		progress(rctx, stats, start, stderr)
 	}()
-	hist := runPhase(rctx, c, &cfg, value, wopts, stats)
+	runPhase(rctx, c, &cfg, value, wopts, stats, lat)
 	elapsed := time.Since(start)
+	interrupted := ctx.Err() != nil
 	cancel()
 	<-progressDone
 
@@ -234,14 +357,15 @@ func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr i
 		Workload: cfg.workload, Transport: "stream", Concurrency: cfg.concurrency,
 		Keys: cfg.keys, KeySize: cfg.keySize, ValueSize: cfg.valueSize,
 		Duration: elapsed, Ops: stats.ops.Load(), Errors: stats.errors.Load(),
-		Conflicts: stats.conflicts.Load(), CASOK: stats.casOK.Load(), Hist: hist,
-		Interrupted: ctx.Err() != nil,
+		Conflicts: stats.conflicts.Load(), CASOK: stats.casOK.Load(), Hist: lat.merged(),
+		Interrupted: interrupted,
 	}
 	if g.unary {
 		rep.Transport = "unary"
 	}
-	if p := stats.firstErr.Load(); p != nil {
-		rep.FirstError = (*p).Error()
+	firstErr := stats.firstErr.Load()
+	if firstErr != nil {
+		rep.FirstError = (*firstErr).Error()
 	}
 	if g.json {
 		err = writeJSON(stdout, rep.json())
@@ -251,8 +375,20 @@ func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	var what []string
+	if rep.Interrupted {
+		what = append(what, fmt.Sprintf("run interrupted after %s", elapsed.Round(time.Millisecond)))
+	}
 	if rep.Errors > 0 {
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d operations failed; first error: %s", rep.Errors, rep.FirstError)}
+		what = append(what, fmt.Sprintf("%d operations failed", rep.Errors))
+	}
+	switch {
+	case firstErr != nil:
+		// The first error carries its own "flaredb: " prefix.
+		what = append(what, "first error")
+		return &ExitError{Code: ExitFailure, Err: &errorContext{strings.Join(what, "; "), *firstErr}}
+	case len(what) > 0:
+		return &ExitError{Code: ExitFailure, Err: errors.New(strings.Join(what, "; "))}
 	}
 	return nil
 }
@@ -290,42 +426,36 @@ func loadKeys(ctx context.Context, c *client.Client, cfg *benchConfig, value []b
 }
 
 // runPhase runs the workload until ctx ends or --ops operations have been
-// issued, and returns the merged latency histogram.
-func runPhase(ctx context.Context, c *client.Client, cfg *benchConfig, value []byte, wopts []client.WriteOption, stats *benchStats) *hdrhistogram.Histogram {
-	hists := make([]*hdrhistogram.Histogram, cfg.concurrency)
+// issued, and returns when every worker is done. Successful operations'
+// latencies go into lat, unless it is nil; failed operations are only
+// counted in stats.
+func runPhase(ctx context.Context, c *client.Client, cfg *benchConfig, value []byte, wopts []client.WriteOption, stats *benchStats, lat *latencies) {
 	var wg sync.WaitGroup
 	for w := range cfg.concurrency {
-		hists[w] = newHist()
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w)+1, uint64(time.Now().UnixNano())))
-			h := hists[w]
 			for !phaseOver(ctx) {
 				if cfg.ops > 0 && stats.issued.Add(1) > cfg.ops {
 					return
 				}
 				t0 := time.Now()
 				err := benchOp(ctx, c, cfg, rng, value, wopts, stats)
-				lat := time.Since(t0)
+				d := time.Since(t0)
 				if err != nil {
 					if phaseOver(ctx) {
 						return // the phase ended during the operation: not counted
 					}
 					stats.fail(err)
+					continue
 				}
 				stats.ops.Add(1)
-				us := max(lat.Microseconds(), 1)
-				if err := h.RecordValue(us); err != nil {
-					_ = h.RecordValue(h.HighestTrackableValue())
+				if lat != nil {
+					lat.record(w, d)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	total := newHist()
-	for _, h := range hists {
-		total.Merge(h)
-	}
-	return total
 }
 
 // phaseOver reports whether the phase has ended: its context is done, or
@@ -359,17 +489,17 @@ func benchOp(ctx context.Context, c *client.Client, cfg *benchConfig, rng *rand.
 		}
 		return nil
 	case "mixed":
-		r := rng.IntN(100)
-		switch {
-		case r < cfg.readPercent:
+		if rng.IntN(100) < cfg.readPercent {
 			_, _, _, err := c.Get(ctx, key)
 			return err
-		case (r-cfg.readPercent)%2 == 0:
+		}
+		// A write: a put or a read-then-CAS, evenly, whatever the
+		// read percentage.
+		if rng.IntN(2) == 0 {
 			_, err := c.Put(ctx, key, value, wopts...)
 			return err
-		default:
-			return readCAS(ctx, c, key, value, wopts, stats)
 		}
+		return readCAS(ctx, c, key, value, wopts, stats)
 	}
 	return fmt.Errorf("unknown workload %q", cfg.workload)
 }
@@ -392,7 +522,8 @@ func readCAS(ctx context.Context, c *client.Client, key, value []byte, wopts []c
 	return nil
 }
 
-// progress prints a line on w each second until ctx ends.
+// progress prints a line on w each second until ctx ends: successful
+// operations so far and in the last second, and failures.
 func progress(ctx context.Context, s *benchStats, start time.Time, w io.Writer) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -403,13 +534,14 @@ func progress(ctx context.Context, s *benchStats, start time.Time, w io.Writer) 
 			return
 		case now := <-t.C:
 			ops := s.ops.Load()
-			fmt.Fprintf(w, "[%4.0fs] ops %d (%d/s)  errors %d  cas conflicts %d\n",
+			fmt.Fprintf(w, "[%4.0fs] successful ops %d (%d/s)  errors %d  cas conflicts %d\n",
 				now.Sub(start).Seconds(), ops, ops-last, s.errors.Load(), s.conflicts.Load())
 			last = ops
 		}
 	}
 }
 
+// opsPerSec is successful operations per second.
 func (r *benchReport) opsPerSec() float64 {
 	if r.Duration <= 0 {
 		return 0
