@@ -107,56 +107,73 @@ func readOne(t *testing.T, e engine.Engine, key, want string) {
 // to destroy data (RocksDB opened over a Badger database deleted its
 // tables, and Badger over RocksDB would too): each stock engine, opened in
 // every way it can be, refuses the other's database; every file is left as
-// it was, and the owner reopens its data.
+// it was, and the owner reopens its data. The refusal names the owner
+// from the directory's claim; a database without a claim (created before
+// engines claimed their directories) is refused for its files.
 func TestEngineRefusesAnotherEnginesDirectory(t *testing.T) {
 	engines := stockEngines()
 	for i, owner := range engines {
 		intruder := engines[1-i]
-		t.Run(intruder.name+"_over_"+owner.name, func(t *testing.T) {
-			dir := t.TempDir()
-			e, err := owner.open(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			putOne(t, e, "k", "the owner's value", 1)
-			if err := e.Close(); err != nil {
-				t.Fatal(err)
-			}
-			// The plugin host's lock file is there when the server runs a
-			// plugin in the directory; it changes nothing.
-			if err := os.WriteFile(filepath.Join(dir, kvengine.PluginLockFileName), []byte("1\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			before := snapshotDir(t, dir)
-			for how, open := range intruder.opens {
-				c, err := open(dir)
-				if err == nil {
-					c.Close()
-					t.Fatalf("%s %s opened %s's directory", intruder.name, how, owner.name)
+		for _, claimed := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s_over_%s/claimed=%v", intruder.name, owner.name, claimed), func(t *testing.T) {
+				refusal := "belongs to the " + owner.name + " engine"
+				if !claimed {
+					refusal = "holds no " + intruder.name + " database"
 				}
-				if !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), "holds no "+intruder.name+" database") {
-					t.Errorf("%s %s: %v", intruder.name, how, err)
-				}
-			}
-			after := snapshotDir(t, dir)
-			for p, b := range before {
-				if a, ok := after[p]; !ok || a != b {
-					t.Errorf("%s: was %q, now %q", p, b, a)
-				}
-			}
-			for p := range after {
-				if _, ok := before[p]; !ok {
-					t.Errorf("%s was created", p)
-				}
-			}
-			e, err = owner.open(dir)
-			if err != nil {
-				t.Fatalf("%s cannot reopen its directory: %v", owner.name, err)
-			}
-			defer e.Close()
-			readOne(t, e, "k", "the owner's value")
-		})
+				refusedByEngine(t, owner, intruder, claimed, refusal)
+			})
+		}
 	}
+}
+
+func refusedByEngine(t *testing.T, owner, intruder persistent, claimed bool, refusal string) {
+	dir := t.TempDir()
+	e, err := owner.open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putOne(t, e, "k", "the owner's value", 1)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !claimed {
+		if err := os.Remove(filepath.Join(dir, kvengine.ClaimFileName)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The plugin host's lock file is there when the server runs a
+	// plugin in the directory; it changes nothing.
+	if err := os.WriteFile(filepath.Join(dir, kvengine.PluginLockFileName), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDir(t, dir)
+	for how, open := range intruder.opens {
+		c, err := open(dir)
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s %s opened %s's directory", intruder.name, how, owner.name)
+		}
+		if !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), refusal) {
+			t.Errorf("%s %s: %v", intruder.name, how, err)
+		}
+	}
+	after := snapshotDir(t, dir)
+	for p, b := range before {
+		if a, ok := after[p]; !ok || a != b {
+			t.Errorf("%s: was %q, now %q", p, b, a)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s was created", p)
+		}
+	}
+	e, err = owner.open(dir)
+	if err != nil {
+		t.Fatalf("%s cannot reopen its directory: %v", owner.name, err)
+	}
+	defer e.Close()
+	readOne(t, e, "k", "the owner's value")
 }
 
 // TestEngineOpensFreshDirectories: a missing or empty directory (empty but

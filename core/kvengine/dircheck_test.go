@@ -73,3 +73,80 @@ func TestCheckDir(t *testing.T) {
 		})
 	}
 }
+
+// TestClaim: a directory whose claim names the engine is its own, whatever
+// else it holds (a creation killed before the library wrote its marker);
+// a claim naming another engine, or an empty one, is refused; Claim
+// writes the claim once, and refuses another engine's directory.
+func TestClaim(t *testing.T) {
+	cases := []struct {
+		name  string
+		claim string   // content of the claim file; "-": none
+		files []string // other files in the directory
+		err   error    // nil: accepted
+		want  []string // what the error names
+	}{
+		{"half created", "Engy\n", []string{"LOCK", "LOG", "000000.dbtmp"}, nil, nil},
+		{"claimed, with its database", "Engy\n", []string{"MARK", "000001.sst"}, nil, nil},
+		{"claimed, empty otherwise", "Engy", nil, nil, nil},
+		{"claim cut short while written", "-", []string{claimTempName}, nil, nil},
+		{"another engine's", "Other\n", []string{"MARK"}, engine.ErrInvalidArgument, []string{"Other engine", ClaimFileName}},
+		{"another engine's, half created", "Other\n", []string{"LOCK"}, engine.ErrInvalidArgument, []string{"Other engine"}},
+		{"empty claim", "", []string{"LOCK"}, engine.ErrCorrupt, []string{"is empty", ClaimFileName}},
+		{"no claim, half created", "-", []string{"LOCK", "LOG"}, engine.ErrInvalidArgument, []string{"holds no Engy database"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.claim != "-" {
+				if err := os.WriteFile(filepath.Join(dir, ClaimFileName), []byte(tc.claim), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := CheckDir(dir, "Engy", "MARK")
+			if tc.err == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if err := Claim(dir, "Engy"); err != nil {
+					t.Fatalf("Claim: %v", err)
+				}
+				if b, err := os.ReadFile(filepath.Join(dir, ClaimFileName)); err != nil || strings.TrimSpace(string(b)) != "Engy" {
+					t.Fatalf("claim after Claim: %q, %v", b, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("got %v, want %v", err, tc.err)
+			}
+			for _, w := range append(tc.want, dir) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if tc.claim != "-" && tc.claim != "" {
+				if err := Claim(dir, "Engy"); !errors.Is(err, engine.ErrInvalidArgument) {
+					t.Errorf("Claim of another engine's directory: %v", err)
+				}
+			}
+		})
+	}
+	// A fresh directory: CheckDir accepts it, Claim records the engine,
+	// leaves no temporary file, and another engine is then refused.
+	dir := t.TempDir()
+	if err := Claim(dir, "Engy"); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != ClaimFileName {
+		t.Fatalf("after Claim: %v, %v", entries, err)
+	}
+	if err := CheckDir(dir, "Other", "OTHER"); !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), "Engy engine") {
+		t.Fatalf("another engine on a claimed directory: %v", err)
+	}
+}

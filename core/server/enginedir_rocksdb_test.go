@@ -22,7 +22,7 @@ func TestEngineSwitchRefusedByEngine(t *testing.T) {
 	_, err := startTest(t, testServer{dataDir: data, name: "plugin", mode: "plugin", open: func(dir string) (engine.Engine, error) {
 		return rocksdbengine.Open(dir, nil)
 	}})
-	if !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), "holds no RocksDB database") {
+	if !errors.Is(err, engine.ErrInvalidArgument) || !strings.Contains(err.Error(), "belongs to the Badger engine") {
 		t.Fatalf("RocksDB on Badger's directory = %v, want a refusal wrapping engine.ErrInvalidArgument", err)
 	}
 	readAndStop(t, badgerAsPlugin(data), "k", "badger's value")

@@ -120,6 +120,11 @@ func openStore(dir string, o *Options) (*store, error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("badgerengine: open %s: %w", dir, err)
 	}
+	// Before the library creates anything: a creation killed half-way
+	// must leave a directory CheckDir still takes for this engine's.
+	if err := kvengine.Claim(dir, "Badger"); err != nil {
+		return nil, err
+	}
 	bo := badger.DefaultOptions(dir).
 		WithSyncWrites(true). // see "Writes and durability" in the package doc
 		WithNumVersionsToKeep(1).
@@ -131,6 +136,9 @@ func openStore(dir string, o *Options) (*store, error) {
 		WithValueLogFileSize(cfg.ValueLogFileSize).
 		WithNumCompactors(cfg.NumCompactors).
 		WithLogger(newLogger(cfg.Logger))
+	if err := removeEmptyLogs(dir, cfg.Logger); err != nil {
+		return nil, fmt.Errorf("badgerengine: open %s: %w", dir, err)
+	}
 	db, err := openBadger(bo)
 	if err != nil {
 		return nil, fmt.Errorf("badgerengine: open %s: %w", dir, err)
@@ -155,6 +163,39 @@ func openStore(dir string, o *Options) (*store, error) {
 
 // openBadger opens the database, turning a panic inside Badger (which it
 // uses for some option and file problems) into an error.
+// removeEmptyLogs removes the empty (0-byte) memtable logs (*.mem) and
+// value logs (*.vlog) in dir. Badger creates such a file, then sizes it and
+// writes its header; a process killed in between leaves it empty, and
+// Badger's Open then fails on it ("Create a new file", upstream issue
+// dgraph-io/badger#2207) although it holds nothing. Removing it loses
+// nothing: every record Badger writes to these files follows their header.
+func removeEmptyLogs(dir string, log *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || (!strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog")) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+		if log != nil {
+			log.Warn("removed an empty Badger log file left by a crash", "file", filepath.Join(dir, name))
+		}
+	}
+	return nil
+}
+
 func openBadger(bo badger.Options) (db *badger.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -113,6 +113,11 @@ func openStore(dir string, o *Options) (*store, error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rocksdbengine: open %s: %w", dir, err)
 	}
+	// Before the library creates anything: a creation killed half-way
+	// must leave a directory CheckDir still takes for this engine's.
+	if err := kvengine.Claim(dir, "RocksDB"); err != nil {
+		return nil, err
+	}
 
 	s := &store{dir: dir, live: make(map[*snapshot]struct{})}
 	s.opts = grocksdb.NewDefaultOptions()
