@@ -189,7 +189,10 @@ type BatchResult struct {
 // ScanOptions shapes a Scan. The zero value scans forward without limit,
 // with values.
 type ScanOptions struct {
-	// Limit is the maximum number of entries; 0 means no limit.
+	// Limit is the maximum number of entries; 0 means no limit. A server
+	// with a scan limit (Limits.MaxScanLimit) returns at most that many
+	// entries whatever Limit asks: to read further, scan again from after
+	// the last key.
 	Limit int
 	// Reverse scans from the end of the range towards its start.
 	Reverse bool
@@ -198,13 +201,14 @@ type ScanOptions struct {
 }
 
 // Limits are the server's limits on requests; 0 means the server reported
-// no limit. Requests beyond them fail with ErrTooLarge.
+// no limit. Requests beyond them fail with ErrTooLarge, except scans, which
+// MaxScanLimit cuts short.
 type Limits struct {
 	MaxKeySize     uint64 // bytes per key
 	MaxValueSize   uint64 // bytes per value
 	MaxBatchOps    uint64 // operations per Batch (and keys per BatchGet)
 	MaxMessageSize uint64 // bytes per gRPC message the server receives
-	MaxScanLimit   uint64 // largest ScanOptions.Limit
+	MaxScanLimit   uint64 // most entries one scan returns, whatever ScanOptions.Limit asks
 }
 
 // ServerStatus describes a server, its engine and its limits.

@@ -46,8 +46,8 @@ func TestCLI(t *testing.T) {
 				if st.out != "" && !strings.Contains(out, st.out) {
 					t.Fatalf("flaredb %q: stdout %q lacks %q", st.args, out, st.out)
 				}
-				if code == 1 && !strings.Contains(errOut, "flaredb") && errOut == "" {
-					t.Fatalf("flaredb %q failed without a message", st.args)
+				if code == 1 && !strings.HasPrefix(errOut, "flaredb: ") {
+					t.Fatalf("flaredb %q failed without a message: stderr %q", st.args, errOut)
 				}
 			}
 			// Machine-readable output.

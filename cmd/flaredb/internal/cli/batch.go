@@ -235,9 +235,14 @@ func parseJSONOp(enc encoding, raw json.RawMessage) (client.Op, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return client.Op{}, err
 	}
-	for k := range m {
+	for k, v := range m {
 		if !jsonOpMembers[k] {
 			return client.Op{}, fmt.Errorf("unknown member %q", k)
+		}
+		// null would read as a zero (version 0: absent; an empty value):
+		// a meaning the writer may not have intended.
+		if string(bytes.TrimSpace(v)) == "null" {
+			return client.Op{}, fmt.Errorf("%q is null: leave it out, or give it a value", k)
 		}
 	}
 	var name string

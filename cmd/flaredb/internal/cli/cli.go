@@ -207,6 +207,10 @@ func Execute(ctx context.Context, root *cobra.Command, args []string, stdin io.R
 		if !strings.HasPrefix(msg, "flaredb: ") {
 			msg = "flaredb: " + msg
 		}
+		// Say which deadline ran out: --timeout bounds every command.
+		if f := root.PersistentFlags().Lookup("timeout"); f != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			msg += fmt.Sprintf(" (--timeout %s ran out)", f.Value)
+		}
 		fmt.Fprintln(stderr, msg)
 		if code == ExitUsage && cmd != nil {
 			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())

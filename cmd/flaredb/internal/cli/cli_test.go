@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -91,6 +92,7 @@ func TestUsageErrors(t *testing.T) {
 		{"scan three args", []string{"scan", "a", "b", "c"}, "accepts at most 2 arg(s)"},
 		{"scan prefix and range", []string{"scan", "a", "--prefix", "p"}, "mutually exclusive"},
 		{"scan negative limit", []string{"scan", "--limit", "-1"}, "must not be negative"},
+		{"scan reversed range", []string{"scan", "b", "a"}, "START b is after END a"},
 		{"status args", []string{"status", "x"}, `unknown command "x"`},
 		{"bench workload", []string{"bench", "--workload", "nope"}, "unknown workload"},
 		{"bench key size", []string{"bench", "--workload", "get", "--keys", "100000", "--key-size", "4"}, "too small"},
@@ -114,6 +116,42 @@ func TestUsageErrors(t *testing.T) {
 				t.Fatalf("stdout %q", r.stdout)
 			}
 		})
+	}
+}
+
+// failingWriter fails every write, as a full disk or a closed pipe does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestOutputErrors: a result that cannot be written is a failure (exit 1),
+// whatever the command's outcome.
+func TestOutputErrors(t *testing.T) {
+	srv := servertest.Start(t, nil)
+	for _, args := range [][]string{
+		{"put", "k", "v"},
+		{"cas", "k", "w", "--if-exists"}, // succeeds
+		{"cas", "k", "x", "--if-absent"}, // condition fails
+		{"--json", "cas", "k", "y", "--if-exists"},
+		{"get", "k"},
+		{"scan"},
+	} {
+		var errb bytes.Buffer
+		code := Execute(context.Background(), NewRootCommand(), append([]string{"--addr", srv.Addr}, args...), strings.NewReader(""), failingWriter{}, &errb)
+		if code != ExitFailure || !strings.Contains(errb.String(), "no space left") {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d naming the write error", args, code, errb.String(), ExitFailure)
+		}
+	}
+}
+
+// TestTimeoutNamed: a command whose --timeout runs out says so.
+func TestTimeoutNamed(t *testing.T) {
+	srv := servertest.Start(t, nil)
+	for _, args := range [][]string{{"get", "k"}, {"put", "k", "v"}, {"scan"}} {
+		r := runCLI(t, "", append([]string{"--addr", srv.Addr, "--timeout", "1ns"}, args...)...)
+		if r.code != ExitFailure || !strings.Contains(r.stderr, "deadline exceeded (--timeout 1ns ran out)") {
+			t.Errorf("%q: %+v", args, r)
+		}
 	}
 }
 
@@ -412,6 +450,11 @@ func TestParseBatchJSON(t *testing.T) {
 		`[{"op": "put", "key": "a", "value": "v", "iff": 1}]`:                           `unknown member "iff"`,
 		`[{"op": "merge", "key": "a"}]`:                                                 "unknown operation",
 		`[{"op": "check", "key": "a", "if_version": -1}]`:                               "if_version",
+		`[{"op": "check", "key": "a", "if_version": null}]`:                             `"if_version" is null`,
+		`[{"op": "put", "key": "a", "value": null}]`:                                    `"value" is null`,
+		`[{"op": "check", "key": "a", "if_value": null}]`:                               `"if_value" is null`,
+		`[{"op": "put", "key": "a", "key_base64": "Yg==", "value": "v"}]`:               `give "key" or "key_base64", not both`,
+		`[{"op": "put", "key": "a", "value": "v", "value_base64": "dg=="}]`:             `give "value" or "value_base64", not both`,
 	} {
 		if _, err := parseBatchJSON(encText, []byte(in)); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%s: err %v, want %q", in, err, wantErr)
@@ -614,5 +657,49 @@ func TestTLS(t *testing.T) {
 	}
 	if r := runCLI(t, "", "--addr", addr, "--tls-ca", filepath.Join(dir, "missing.pem"), "get", "k"); r.code != ExitFailure || !strings.Contains(r.stderr, "--tls-ca") {
 		t.Fatalf("missing CA: %+v", r)
+	}
+}
+
+// TestScanServerLimit: a server that cuts scans at max_scan_limit entries
+// does not cut the listing short: it goes on from after the last key (in
+// either direction) until the range or --limit ends, and says so.
+func TestScanServerLimit(t *testing.T) {
+	srv := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) { c.Limits.MaxScanLimit = 3 }})
+	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		if r := runCLI(t, "", "--addr", srv.Addr, "put", k, "v"+k); r.code != 0 {
+			t.Fatalf("put %s: %+v", k, r)
+		}
+	}
+	cases := []struct {
+		args  []string
+		keys  string
+		scans int // 0: one scan, no note
+	}{
+		{[]string{"scan", "--keys-only"}, "abcdefg", 3},
+		{[]string{"scan", "--keys-only", "--reverse"}, "gfedcba", 3},
+		{[]string{"scan", "--keys-only", "--limit", "4"}, "abcd", 2},
+		{[]string{"scan", "--keys-only", "--limit", "2"}, "ab", 0},
+		{[]string{"scan", "--keys-only", "--limit", "3"}, "abc", 0},
+		{[]string{"scan", "--keys-only", "b", "f"}, "bcde", 2},
+		{[]string{"scan", "--keys-only", "--reverse", "b", "f"}, "edcb", 2},
+		{[]string{"scan", "--keys-only", "e"}, "efg", 0}, // exactly the limit, then nothing
+	}
+	for _, tc := range cases {
+		r := runCLI(t, "", append([]string{"--addr", srv.Addr}, tc.args...)...)
+		if r.code != 0 {
+			t.Fatalf("%q: %+v", tc.args, r)
+		}
+		var keys strings.Builder
+		for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+			k, _, _ := strings.Cut(line, "\t")
+			keys.WriteString(k)
+		}
+		if keys.String() != tc.keys {
+			t.Errorf("%q: keys %q, want %q", tc.args, keys.String(), tc.keys)
+		}
+		note := fmt.Sprintf("read in %d scans", tc.scans)
+		if tc.scans == 0 && strings.Contains(r.stderr, "max_scan_limit") || tc.scans > 0 && !strings.Contains(r.stderr, note) {
+			t.Errorf("%q: stderr %q, want %s", tc.args, r.stderr, map[bool]string{true: "no note", false: note}[tc.scans == 0])
+		}
 	}
 }

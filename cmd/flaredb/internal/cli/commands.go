@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -313,15 +315,18 @@ state that failed the condition otherwise).`,
 				if err := writeJSON(s.out, o); err != nil {
 					return err
 				}
-			} else if r.Succeeded {
-				line := fmt.Sprintf("OK version=%d", r.Version)
-				if del {
-					line = "OK deleted"
-				}
-				line += " previous: " + describe(g.enc, r.CurrentValue, r.CurrentVersion)
-				fmt.Fprintln(s.out, line)
 			} else {
-				fmt.Fprintf(s.out, "condition failed (%s): current: %s\n", conds[0], describe(g.enc, r.CurrentValue, r.CurrentVersion))
+				line := fmt.Sprintf("condition failed (%s): current: %s", conds[0], describe(g.enc, r.CurrentValue, r.CurrentVersion))
+				if r.Succeeded {
+					line = fmt.Sprintf("OK version=%d", r.Version)
+					if del {
+						line = "OK deleted"
+					}
+					line += " previous: " + describe(g.enc, r.CurrentValue, r.CurrentVersion)
+				}
+				if _, err := fmt.Fprintln(s.out, line); err != nil {
+					return err
+				}
 			}
 			if !r.Succeeded {
 				return &ExitError{Code: ExitConditionFailed, Err: fmt.Errorf("condition failed"), Quiet: true}
@@ -351,6 +356,10 @@ func newScanCommand() *cobra.Command {
 		Long: `List the entries of [START, END) in key order, from one consistent snapshot.
 START empty or omitted means the first key; END omitted means past the last
 key. --prefix P scans the keys beginning with P instead.
+
+A server with a scan limit (limits.max_scan_limit) returns at most that many
+entries per scan: the listing then goes on with further scans from after the
+last key, each from its own snapshot, and a note on stderr says so.
 
 Human output: one line per entry, KEY<TAB>VALUE<TAB>VERSION (KEY<TAB>VERSION
 with --keys-only). With --json: one JSON object per line, {"key", "value",
@@ -386,6 +395,10 @@ with --keys-only). With --json: one JSON object per line, {"key", "value",
 					if end, err = g.enc.decode("end", args[1]); err != nil {
 						return err
 					}
+					if len(end) > 0 && bytes.Compare(start, end) > 0 {
+						return UsageErrorf("START %s is after END %s (the range is [START, END) in both directions; --reverse only lists it backwards)",
+							g.enc.display(start), g.enc.display(end))
+					}
 				}
 			}
 			s, err := open(cmd, g)
@@ -394,31 +407,80 @@ with --keys-only). With --json: one JSON object per line, {"key", "value",
 			}
 			defer s.close()
 			w := newLineWriter(s.out)
-			for kv, err := range s.c.Scan(s.ctx, start, end, client.ScanOptions{Limit: limit, Reverse: reverse, KeysOnly: keysOnly}) {
-				if err != nil {
-					w.flush()
-					return err
+			// A server with a scan limit (limits.max_scan_limit) cuts a
+			// scan short: then the scan goes on from after the last key,
+			// as a new scan (a new snapshot), until the range or --limit
+			// is exhausted, and says so on stderr.
+			var (
+				total, pages int
+				maxScan      uint64 // the server's scan limit, once asked
+				asked        bool
+			)
+			for {
+				n := 0
+				var last []byte
+				opts := client.ScanOptions{Reverse: reverse, KeysOnly: keysOnly}
+				if limit > 0 {
+					opts.Limit = limit - total
 				}
-				switch {
-				case g.json:
-					o := object{g.enc.bytesField("key", kv.Key)}
-					if !keysOnly {
-						o = append(o, g.enc.bytesField("value", kv.Value))
-					}
-					o = append(o, field{"version", kv.Version})
-					if err := writeJSON(w, o); err != nil {
+				for kv, err := range s.c.Scan(s.ctx, start, end, opts) {
+					if err != nil {
+						w.flush()
 						return err
 					}
-				case keysOnly:
-					fmt.Fprintf(w, "%s\t%d\n", g.enc.display(kv.Key), kv.Version)
-				default:
-					fmt.Fprintf(w, "%s\t%s\t%d\n", g.enc.display(kv.Key), g.enc.display(kv.Value), kv.Version)
+					n++
+					last = kv.Key
+					switch {
+					case g.json:
+						o := object{g.enc.bytesField("key", kv.Key)}
+						if !keysOnly {
+							o = append(o, g.enc.bytesField("value", kv.Value))
+						}
+						o = append(o, field{"version", kv.Version})
+						if err := writeJSON(w, o); err != nil {
+							return err
+						}
+					case keysOnly:
+						fmt.Fprintf(w, "%s\t%d\n", g.enc.display(kv.Key), kv.Version)
+					default:
+						fmt.Fprintf(w, "%s\t%s\t%d\n", g.enc.display(kv.Key), g.enc.display(kv.Value), kv.Version)
+					}
+					if w.err != nil {
+						return w.err
+					}
 				}
-				if w.err != nil {
-					return w.err
+				total += n
+				if n > 0 {
+					pages++ // scans that returned entries
+				}
+				if n == 0 || (limit > 0 && total >= limit) {
+					break
+				}
+				if !asked {
+					st, err := s.c.Status(s.ctx)
+					if err != nil && !errors.Is(err, client.ErrUnsupported) {
+						w.flush()
+						return fmt.Errorf("scan: reading the server's scan limit: %w", err)
+					}
+					maxScan, asked = st.Limits.MaxScanLimit, true
+				}
+				if maxScan == 0 || uint64(n) < maxScan {
+					break // the range ended before the server's limit
+				}
+				if reverse {
+					end = last
+				} else {
+					start = append(last, 0)
 				}
 			}
-			return w.flush()
+			if err := w.flush(); err != nil {
+				return err
+			}
+			if pages > 1 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "flaredb: the server returns at most %d entries per scan (limits.max_scan_limit): "+
+					"read in %d scans, each from its own snapshot\n", maxScan, pages)
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()

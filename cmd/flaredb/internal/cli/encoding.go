@@ -141,6 +141,11 @@ func (e encoding) bytesField(name string, b []byte) field {
 // command's encoding, or name_base64 in base64. It reports whether either
 // was present.
 func (e encoding) jsonBytes(m map[string]json.RawMessage, name string) ([]byte, bool, error) {
+	if _, both := m[name]; both {
+		if _, ok := m[name+"_base64"]; ok {
+			return nil, true, fmt.Errorf("give %q or %q, not both", name, name+"_base64")
+		}
+	}
 	if raw, ok := m[name+"_base64"]; ok {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
