@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,4 +236,41 @@ func TestGracefulShutdownDrains(t *testing.T) {
 		}
 	}
 	s2.stop()
+}
+
+// TestSignals: SIGHUP (a closed terminal, a log rotation) is ignored, with
+// a warning, and the server goes on serving; SIGINT, like SIGTERM, drains
+// and exits 0.
+func TestSignals(t *testing.T) {
+	s := startServer(t, t.TempDir(), "--engine", "memory")
+	c := s.dial()
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(s.stderr.String(), "SIGHUP ignored") {
+		select {
+		case <-s.done:
+			t.Fatalf("SIGHUP ended the server (%v):\n%s", s.err, s.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of SIGHUP in the log:\n%s", s.stderr.String())
+		}
+	}
+	if _, err := c.Put(ctx(t), &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatalf("put after SIGHUP: %v", err)
+	}
+	if err := s.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		s.kill()
+		t.Fatalf("SIGINT did not stop the server:\n%s", s.stderr.String())
+	}
+	if s.err != nil || !strings.Contains(s.stderr.String(), `msg="shut down"`) {
+		t.Fatalf("after SIGINT: %v\n%s", s.err, s.stderr.String())
+	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -119,4 +121,80 @@ func TestHealthOptionalInterface(t *testing.T) {
 	waitHealth(t, srv, c, healthpb.HealthCheckResponse_SERVING)
 	stopTest(t, srv)
 	eventually(t, "the health watch to end", func() bool { return !watchersLeft() })
+}
+
+// TestShutdownWithHealthWatch: an open gRPC health Watch (as clients with
+// client-side health checking keep) is not a request in flight, hears
+// NOT_SERVING when the server drains and then ends, so it does not hold
+// the drain; /healthz answers 503 during the drain, as gRPC health does.
+func TestShutdownWithHealthWatch(t *testing.T) {
+	eng := &testEngine{Engine: memengine.New()}
+	var log logBuffer
+	srv, err := startTest(t, testServer{dataDir: t.TempDir(), name: "memory", log: &log, open: func(string) (engine.Engine, error) {
+		return eng, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := callCtx(t)
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v, %v", r, err)
+	}
+	if v, _ := metric(t, srv, "flaredb_requests_in_flight"); v != "0" {
+		t.Fatalf("in flight with only a health watch open: %s", v)
+	}
+
+	// A write held in the engine keeps the drain going.
+	release := eng.holdWrites()
+	defer release()
+	put := make(chan error, 1)
+	go func() {
+		_, err := kvpb.NewKVClient(conn).Put(ctx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		put <- err
+	}()
+	eventually(t, "the put to be in flight", func() bool {
+		v, _ := metric(t, srv, "flaredb_requests_in_flight")
+		return v == "1"
+	})
+	shut := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		shut <- srv.Shutdown(sctx)
+	}()
+
+	// The watch hears NOT_SERVING, then ends, while the write is held.
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("watch during the drain: %v, %v", r, err)
+	}
+	if r, err := watch.Recv(); err == nil {
+		t.Fatalf("the watch goes on during the drain: %v", r)
+	}
+	if code, body := httpGet(t, "http://"+srv.MetricsAddr().String()+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Fatalf("/healthz during the drain: %d %s", code, body)
+	}
+	select {
+	case err := <-put:
+		t.Fatalf("the held write ended before its release: %v", err)
+	default:
+	}
+	release()
+	if err := <-put; err != nil {
+		t.Fatalf("the write in flight: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if strings.Contains(log.String(), "shutdown timeout") {
+		t.Fatalf("the drain ran into its timeout:\n%s", log.String())
+	}
 }

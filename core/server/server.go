@@ -63,6 +63,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -297,6 +298,14 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 func (s *Server) Err() <-chan error { return s.serveErr }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	// Shutting down: as gRPC health says NOT_SERVING, so that a load
+	// balancer probing over HTTP stops sending traffic here too.
+	select {
+	case <-s.draining:
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	default:
+	}
 	if err := s.checkHealth(r.Context()); err != nil {
 		http.Error(w, "engine: "+err.Error(), http.StatusServiceUnavailable)
 		return
@@ -431,17 +440,34 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	return resp, err
 }
 
-// streamInterceptor counts a streaming call as one request (a Scan, for
-// example), except the multiplexed Stream: it is not a request but carries
-// them, and the KV server counts each one in requests_total
-// (Stream/Get, ...), so counting the call too would count twice. For it,
-// in-flight follows its requests, from their arrival to their answer's
-// sending (see muxStream).
+// streamInterceptor counts a streaming call of the KV service as one
+// request (a Scan, for example), except the multiplexed Stream: it is not a
+// request but carries them, and the KV server counts each one in
+// requests_total (Stream/Get, ...), so counting the call too would count
+// twice. For it, in-flight follows its requests, from their arrival to
+// their answer's sending (see muxStream).
+//
+// The streams of other services (a gRPC health Watch, reflection) are not
+// requests in flight: they wait for the client, for as long as it likes.
+// They end when the server starts draining, or GracefulStop would wait for
+// them until the shutdown timeout.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	if info.FullMethod == kvpb.KV_Stream_FullMethodName {
 		ms := &muxStream{ServerStream: ss, inFlight: s.metrics.InFlight}
 		defer ms.finish()
 		return h(srv, ms)
+	}
+	if !strings.HasPrefix(info.FullMethod, "/"+kvpb.KV_ServiceDesc.ServiceName+"/") {
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.draining:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		return h(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	}
 	start := time.Now()
 	s.metrics.InFlight.Inc()
@@ -454,6 +480,15 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	}
 	return err
 }
+
+// ctxStream is a server stream with another context.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+// Context implements grpc.ServerStream.
+func (c *ctxStream) Context() context.Context { return c.ctx }
 
 // muxStream counts the requests of one multiplexed Stream in flight: each
 // request of a message received adds one, each answer of a message sent

@@ -125,6 +125,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP (a closed terminal, a log rotation's kill -HUP) would kill the
+	// server at once, cutting the calls in flight: it is ignored, and says
+	// so. The configuration is read only at start.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP ignored: the configuration is read only at start; stop the server with SIGTERM or SIGINT")
+		}
+	}()
 	srv, err := server.Start(ctx, cfg, openers, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
