@@ -74,6 +74,18 @@ var (
 	atomicOpts  = engine.ApplyOptions{Atomic: true}
 )
 
+// modeTag is a short name of an ApplyOptions, for key prefixes.
+func modeTag(o engine.ApplyOptions) string {
+	s := "i"
+	if o.Atomic {
+		s = "a"
+	}
+	if o.NoSync {
+		s += "n"
+	}
+	return s
+}
+
 // modeName names an ApplyOptions for messages.
 func modeName(o engine.ApplyOptions) string {
 	s := "independent"
@@ -86,18 +98,49 @@ func modeName(o engine.ApplyOptions) string {
 	return s
 }
 
-// writeSize is a write's size as limits count it.
-func writeSize(w engine.Write) int { return len(w.Key) + len(w.Value) + len(w.Cond.Value) }
+// writeSize is a write's size as MaxBatchSize counts it.
+func writeSize(w engine.Write) int { return engine.WriteSize(w) }
+
+// fits reports whether w, alone in a call, is within the limits the
+// engine declares: cases use it to leave out what the engine may refuse.
+func (h *Harness) fits(w engine.Write) bool {
+	l := h.Description.Limits
+	switch {
+	case l.MaxKeySize > 0 && len(w.Key) > l.MaxKeySize:
+		return false
+	case w.Kind == engine.OpPut && l.MaxValueSize > 0 && len(w.Value) > l.MaxValueSize:
+		return false
+	case w.Cond.Kind == engine.CondValue && l.MaxValueSize > 0 && len(w.Cond.Value) > l.MaxValueSize:
+		return false
+	case l.MaxBatchSize > 0 && writeSize(w) > l.MaxBatchSize:
+		return false
+	}
+	return true
+}
 
 // applyAll applies writes in independent mode in as few calls as the
 // engine's declared MaxWrites and MaxBatchSize allow, and stops the case
 // unless every write applies. It is for setting up state.
 func (h *Harness) applyAll(e engine.Engine, opts engine.ApplyOptions, writes []engine.Write) {
 	h.t.Helper()
+	for i, r := range h.applySplit(e, opts, writes) {
+		if !r.Applied {
+			h.t.Fatalf("setting up: %s did not apply (%s)", fmtWrite(writes[i]), fmtResult(r))
+		}
+	}
+}
+
+// applySplit applies writes in independent mode in as few calls as the
+// engine's declared MaxWrites and MaxBatchSize allow (MustApply), and
+// returns the results of every call, in order. Independent writes give the
+// same results whether they go in one call or several.
+func (h *Harness) applySplit(e engine.Engine, opts engine.ApplyOptions, writes []engine.Write) []engine.Result {
+	h.t.Helper()
 	if opts.Atomic {
-		h.t.Fatalf("applyAll: atomic mode cannot be split into calls")
+		h.t.Fatalf("applySplit: atomic mode cannot be split into calls")
 	}
 	l := h.Description.Limits
+	var out []engine.Result
 	for len(writes) > 0 {
 		n, size := 0, 0
 		for n < len(writes) {
@@ -111,12 +154,8 @@ func (h *Harness) applyAll(e engine.Engine, opts engine.ApplyOptions, writes []e
 			size += s
 			n++
 		}
-		res := h.MustApply(e, opts, writes[:n]...)
-		for i, r := range res {
-			if !r.Applied {
-				h.t.Fatalf("setting up: %s did not apply (%s)", fmtWrite(writes[i]), fmtResult(r))
-			}
-		}
+		out = append(out, h.MustApply(e, opts, writes[:n]...)...)
 		writes = writes[n:]
 	}
+	return out
 }

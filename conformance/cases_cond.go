@@ -114,14 +114,16 @@ func runCondMatrix(t T, h *Harness, kind engine.CondKind) {
 		{"batch", independent, true},
 	}
 	for _, op := range []engine.OpKind{engine.OpPut, engine.OpDelete, engine.OpCheck} {
-		for _, m := range modes {
+		for mi, m := range modes {
 			// Set up one fresh key per (row, start) in two rounds: the
 			// earlier value first, then the starting state.
 			var cells []condCell
 			var round1, round2 []engine.Write
-			for _, row := range rows {
+			for ri, row := range rows {
 				for st := condStart(0); st < numStarts; st++ {
-					key := fmt.Sprintf("%s/%s/%s/%s/%s", kind, row.name, startNames[st], op, m.name)
+					// Short keys (the label says what each is), so that
+					// a modest MaxKeySize holds them.
+					key := fmt.Sprintf("c%d/%d/%d/%d/%d", kind, ri, st, op, mi)
 					c := condCell{label: fmt.Sprintf("cond %s/%s, key %s, %s, %s", kind, row.name, startNames[st], op, m.name), key: key}
 					switch st {
 					case startValue, startEmpty:
@@ -225,7 +227,7 @@ func batchCases() []Case {
 				delIf("e", ifValue([]byte("nope"))),      // fails
 				del("f"),                                 // applies (absent)
 			}
-			res := h.MustApply(e, independent, writes...)
+			res := h.applySplit(e, independent, writes)
 			checkResult(t, "failing put", res[0], false, present("A", va))
 			checkResult(t, "put if absent", res[1], true, absent)
 			checkResult(t, "delete if exists", res[2], true, present("C", vc))
@@ -260,8 +262,10 @@ func batchCases() []Case {
 			for _, s := range steps {
 				writes = append(writes, s.w)
 			}
-			h.SkipUnlessFits(engine.Limits{MaxWrites: len(writes)})
-			res := h.MustApply(e, independent, writes...)
+			// One call, or as few as the limits allow: each call still
+			// has writes that must see the earlier ones.
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 2})
+			res := h.applySplit(e, independent, writes)
 			for i, s := range steps {
 				checkResult(t, fmt.Sprintf("write %d: %s", i, fmtWrite(s.w)), res[i], s.applied, s.report)
 			}
@@ -270,8 +274,21 @@ func batchCases() []Case {
 
 		{Name: "batch/many-keys", Run: func(t T, h *Harness) {
 			e := h.Open()
-			const n = 200
-			h.SkipUnlessFits(engine.Limits{MaxWrites: n})
+			// 200 writes in one call, or as many as the engine's limits
+			// allow (a put is 11 bytes).
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 2, MaxBatchSize: 2 * 11})
+			n := 200
+			if l := h.Description.Limits; l.MaxWrites > 0 || l.MaxBatchSize > 0 {
+				if l.MaxWrites > 0 {
+					n = min(n, l.MaxWrites)
+				}
+				if l.MaxBatchSize > 0 {
+					n = min(n, l.MaxBatchSize/11)
+				}
+				if n < 200 {
+					t.Logf("engine declares %+v: calls of %d writes", l, n)
+				}
+			}
 			var writes []engine.Write
 			var ks [][]byte
 			var want []state
@@ -320,6 +337,7 @@ func atomicCases() []Case {
 	}
 	return []Case{
 		{Name: "atomic/all-applied", Run: func(t T, h *Harness) {
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 5})
 			e := h.Open()
 			vs := setupGroup(h, e, "")
 			n1, n2, n3 := h.NextVersion(), h.NextVersion(), h.NextVersion()
@@ -340,6 +358,7 @@ func atomicCases() []Case {
 		}},
 
 		{Name: "atomic/all-or-nothing", Run: func(t T, h *Harness) {
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 5})
 			e := h.Open()
 			// The group of atomic/all-applied, with the write at position
 			// i given a condition that fails.
@@ -369,6 +388,7 @@ func atomicCases() []Case {
 		}},
 
 		{Name: "atomic/check-guards", Run: func(t T, h *Harness) {
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 4})
 			e := h.Open()
 			vg := h.Put(e, []byte("guard"), []byte("g1"))
 			h.Put(e, []byte("z"), []byte("Z"))
@@ -410,8 +430,21 @@ func atomicCases() []Case {
 
 		{Name: "atomic/mixed-writes", Run: func(t T, h *Harness) {
 			e := h.Open()
-			const n = 50
-			h.SkipUnlessFits(engine.Limits{MaxWrites: n})
+			// A group of 50 writes, or as many as the engine's limits
+			// allow (a write is at most 6 bytes); 4 cover every kind.
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 4, MaxBatchSize: 4 * 6})
+			n := 50
+			if l := h.Description.Limits; l.MaxWrites > 0 || l.MaxBatchSize > 0 {
+				if l.MaxWrites > 0 {
+					n = min(n, l.MaxWrites)
+				}
+				if l.MaxBatchSize > 0 {
+					n = min(n, l.MaxBatchSize/6)
+				}
+				if n < 50 {
+					t.Logf("engine declares %+v: a group of %d writes", l, n)
+				}
+			}
 			var setup []engine.Write
 			for i := 0; i < n; i += 2 {
 				setup = append(setup, put(fmt.Sprintf("k%02d", i), "old", h.NextVersion()))
@@ -453,6 +486,9 @@ func atomicCases() []Case {
 func errorCases() []Case {
 	return []Case{
 		{Name: "errors/all-or-nothing", Run: func(t T, h *Harness) {
+			// The invalid write goes before, between and after three
+			// valid ones, in one call.
+			h.SkipUnlessFits(engine.Limits{MaxWrites: 4})
 			e := h.Open()
 			type badWrite struct {
 				name string

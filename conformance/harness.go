@@ -14,7 +14,7 @@ import (
 // whenever a case is added, removed or made stricter, so a certification
 // names the exact set of requirements it was made against; the engine
 // protocol it tests is engine.ProtocolVersion.
-const SuiteVersion = "1.0.0"
+const SuiteVersion = "1.1.0"
 
 // Factory opens an engine whose data lives in dir, an existing directory that
 // belongs to the engine alone. Calling it again with the same dir, after the

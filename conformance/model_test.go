@@ -28,6 +28,10 @@ type modelEngine struct {
 	data   map[string]modelItem
 	synced map[string]modelItem // what a sync would have written
 	closed bool
+	// scans counts the Scans calling their callbacks outside mu; idle
+	// (on mu) is signalled when it drops to zero, for Close to wait.
+	scans int
+	idle  *sync.Cond
 }
 
 type modelItem struct {
@@ -50,8 +54,13 @@ func newDiskSim() *diskSim {
 // modelFactory returns a factory of model engines; with disk they are
 // persistent.
 func modelFactory(disk *diskSim, dropUnsynced bool) conformance.Factory {
+	return modelFactoryWithLimits(disk, dropUnsynced, engine.Limits{MaxKeySize: 4096, MaxValueSize: 16 << 20, MaxWrites: 10000, MaxBatchSize: 64 << 20})
+}
+
+// modelFactoryWithLimits is modelFactory with the given limits.
+func modelFactoryWithLimits(disk *diskSim, dropUnsynced bool, l engine.Limits) conformance.Factory {
 	return func(dir string) (engine.Engine, error) {
-		m := &modelEngine{name: "model", limits: engine.Limits{MaxKeySize: 4096, MaxValueSize: 16 << 20, MaxWrites: 10000, MaxBatchSize: 64 << 20},
+		m := &modelEngine{name: "model", limits: l,
 			disk: disk, dir: dir, dropUnsynced: dropUnsynced, data: map[string]modelItem{}}
 		if disk != nil {
 			disk.mu.Lock()
@@ -65,6 +74,7 @@ func modelFactory(disk *diskSim, dropUnsynced bool) conformance.Factory {
 			}
 		}
 		m.synced = copyMap(m.data)
+		m.idle = sync.NewCond(&m.mu)
 		return m, nil
 	}
 }
@@ -173,7 +183,16 @@ func (m *modelEngine) Scan(ctx context.Context, opts engine.ScanOptions, fn func
 		return err
 	}
 	snap := m.data // never modified in place: Apply swaps in a new map
+	m.scans++
 	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.scans--
+		if m.scans == 0 {
+			m.idle.Broadcast()
+		}
+		m.mu.Unlock()
+	}()
 	var ks []string
 	for k := range snap {
 		if (len(opts.Start) == 0 || k >= string(opts.Start)) && (len(opts.End) == 0 || k < string(opts.End)) {
@@ -211,6 +230,9 @@ func (m *modelEngine) Close() error {
 		return nil
 	}
 	m.closed = true
+	for m.scans > 0 {
+		m.idle.Wait()
+	}
 	if m.disk != nil {
 		keep := m.data
 		if m.dropUnsynced {

@@ -1,10 +1,12 @@
 package conformance_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,6 +229,150 @@ func (panics) Scan(context.Context, engine.ScanOptions, func(engine.Entry) error
 	panic("broken engine: scan exploded")
 }
 
+// versionBeforeCondition checks a put's version against the key before
+// its condition, so a failed CAS carrying a version the key has passed is
+// rejected with ErrInvalidArgument instead of answered.
+type versionBeforeCondition struct{ wrapped }
+
+func (e versionBeforeCondition) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	for i, w := range ws {
+		if w.Kind != engine.OpPut || w.Cond.Kind == engine.CondNone {
+			continue
+		}
+		cur, err := e.Engine.Read(ctx, [][]byte{w.Key})
+		if err != nil {
+			return nil, err
+		}
+		if w.Version <= cur[0].Version {
+			return nil, fmt.Errorf("%w: write %d: version %d does not exceed %d", engine.ErrInvalidArgument, i, w.Version, cur[0].Version)
+		}
+	}
+	return e.Engine.Apply(ctx, ws, o)
+}
+
+// validatesFirst checks the context and the arguments before asking the
+// engine, so a closed engine answers a bad call with ErrInvalidArgument
+// or the context's error instead of ErrClosed (as the reference engine
+// once did).
+type validatesFirst struct{ wrapped }
+
+func (e validatesFirst) Read(ctx context.Context, k [][]byte) ([]engine.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := engine.ValidateKeys(k, e.Describe().Limits); err != nil {
+		return nil, err
+	}
+	return e.Engine.Read(ctx, k)
+}
+
+func (e validatesFirst) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	if err := engine.ValidateWrites(ws, e.Describe().Limits); err != nil {
+		return nil, err
+	}
+	return e.Engine.Apply(ctx, ws, o)
+}
+
+func (e validatesFirst) Scan(ctx context.Context, o engine.ScanOptions, fn func(engine.Entry) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := engine.ValidateScan(o); err != nil {
+		return err
+	}
+	return e.Engine.Scan(ctx, o, fn)
+}
+
+// scanOutsideCall takes the scan's entries from the engine, then calls fn
+// after the engine's Scan returned, so Close does not wait for the
+// callbacks (as the reference engine once did).
+type scanOutsideCall struct{ wrapped }
+
+func (e scanOutsideCall) Scan(ctx context.Context, o engine.ScanOptions, fn func(engine.Entry) error) error {
+	var got []engine.Entry
+	if err := e.Engine.Scan(ctx, o, func(en engine.Entry) error { got = append(got, en); return nil }); err != nil {
+		return err
+	}
+	for _, en := range got {
+		if err := fn(en); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// modifiesInputs is correct in every answer but modifies what it is
+// passed: it sorts the writes (stably, so each key's writes keep their
+// order) or the keys in place, or appends to the scan bounds.
+type modifiesInputs struct {
+	wrapped
+	what string // "writes", "keys" or "bounds"
+}
+
+func (e modifiesInputs) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	if e.what != "writes" {
+		return e.Engine.Apply(ctx, ws, o)
+	}
+	type tagged struct {
+		w engine.Write
+		i int
+	}
+	tg := make([]tagged, len(ws))
+	for i, w := range ws {
+		tg[i] = tagged{w, i}
+	}
+	slices.SortStableFunc(tg, func(a, b tagged) int { return bytes.Compare(a.w.Key, b.w.Key) })
+	for i := range tg {
+		ws[i] = tg[i].w // in place: the caller's slice
+	}
+	res, err := e.Engine.Apply(ctx, ws, o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]engine.Result, len(res))
+	for i, r := range res {
+		out[tg[i].i] = r
+	}
+	return out, nil
+}
+
+func (e modifiesInputs) Read(ctx context.Context, k [][]byte) ([]engine.Entry, error) {
+	if e.what != "keys" {
+		return e.Engine.Read(ctx, k)
+	}
+	order := make([]int, len(k))
+	for i := range order {
+		order[i] = i
+	}
+	orig := slices.Clone(k)
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(orig[a], orig[b]) })
+	for i, j := range order {
+		k[i] = orig[j] // in place: the caller's slice
+	}
+	got, err := e.Engine.Read(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]engine.Entry, len(got))
+	for i, j := range order {
+		out[j] = got[i]
+	}
+	return out, nil
+}
+
+func (e modifiesInputs) Scan(ctx context.Context, o engine.ScanOptions, fn func(engine.Entry) error) error {
+	if e.what == "bounds" && len(o.End) > 0 {
+		_ = append(o.End, 0x00) // a scratch bound, built in the caller's spare capacity
+	}
+	return e.Engine.Scan(ctx, o, fn)
+}
+
 func mem() wrapped { return wrapped{memengine.New()} }
 
 func TestSuiteCatchesBrokenEngines(t *testing.T) {
@@ -291,6 +437,30 @@ func TestSuiteCatchesBrokenEngines(t *testing.T) {
 			func(string) engine.Engine { return staleScan{mem()} },
 			`^scan/snapshot-isolation$`,
 			[]string{"scan/snapshot-isolation"}},
+		{"version-before-condition",
+			func(string) engine.Engine { return versionBeforeCondition{mem()} },
+			`^(versions/failed-condition-any-version|concurrency/cas-counters)$`,
+			[]string{"versions/failed-condition-any-version", "concurrency/cas-counters"}},
+		{"validates-first",
+			func(string) engine.Engine { return validatesFirst{mem()} },
+			`^closed/`,
+			[]string{"closed/errors-first"}},
+		{"scan-outside-call",
+			func(string) engine.Engine { return scanOutsideCall{mem()} },
+			`^closed/waits-for-calls$`,
+			[]string{"closed/waits-for-calls"}},
+		{"sorts-writes",
+			func(string) engine.Engine { return modifiesInputs{mem(), "writes"} },
+			`^ownership/`,
+			[]string{"ownership/inputs-unmodified"}},
+		{"sorts-keys",
+			func(string) engine.Engine { return modifiesInputs{mem(), "keys"} },
+			`^ownership/`,
+			[]string{"ownership/inputs-unmodified"}},
+		{"appends-to-bounds",
+			func(string) engine.Engine { return modifiesInputs{mem(), "bounds"} },
+			`^ownership/`,
+			[]string{"ownership/inputs-unmodified"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := func(dir string) (engine.Engine, error) { return c.open(dir), nil }
@@ -309,6 +479,74 @@ func TestSuiteCatchesBrokenEngines(t *testing.T) {
 				} else {
 					t.Logf("%s fails as it should: %s", name, firstLine(r.Messages))
 				}
+			}
+		})
+	}
+}
+
+// TestModestLimits: an engine declaring modest limits runs every case
+// that can run within them, and skips only those that need more (each
+// saying what it needs): the reference engine with such limits passes
+// everything else.
+func TestModestLimits(t *testing.T) {
+	// Skipped whatever the limits: the memory engine is not persistent.
+	durability := []string{"durability/nosync-clean-close", "durability/reopen"}
+	for _, c := range []struct {
+		name   string
+		limits engine.Limits
+		skip   []string // besides durability
+	}{
+		// Needing a 5 MiB value or 64 values of 80 KiB in one call; no
+		// MaxBatchSize to exceed.
+		{"modest", engine.Limits{MaxWrites: 15, MaxKeySize: 255, MaxValueSize: 2000},
+			[]string{"limits/batch-size", "limits/large-batch", "limits/large-value"}},
+		{"modest-with-batch", engine.Limits{MaxWrites: 15, MaxKeySize: 255, MaxValueSize: 2000, MaxBatchSize: 4096},
+			[]string{"limits/large-batch", "limits/large-value"}},
+		// Atomic groups of 5 writes need MaxWrites 5.
+		{"small", engine.Limits{MaxWrites: 4, MaxKeySize: 64, MaxValueSize: 100, MaxBatchSize: 300},
+			[]string{"atomic/all-applied", "atomic/all-or-nothing", "limits/large-batch", "limits/large-value"}},
+		// Groups of 3, 4 and 5 writes; no call within MaxWrites and
+		// MaxValueSize can exceed MaxBatchSize.
+		{"tiny", engine.Limits{MaxWrites: 2, MaxKeySize: 16, MaxValueSize: 16, MaxBatchSize: 64},
+			[]string{"atomic/all-applied", "atomic/all-or-nothing", "atomic/check-guards", "atomic/mixed-writes",
+				"concurrency/atomic-groups", "errors/all-or-nothing", "limits/batch-size", "limits/large-batch", "limits/large-value"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := func(string) (engine.Engine, error) { return memengine.NewWithLimits(c.limits), nil }
+			rep := conformance.Check(context.Background(), f, conformance.CheckOptions{TempDir: t.TempDir()})
+			// The durability cases, on the persistent model engine with
+			// the same limits.
+			prep := conformance.Check(context.Background(), modelFactoryWithLimits(newDiskSim(), false, c.limits), conformance.CheckOptions{
+				Filter:  regexp.MustCompile(`^durability/`),
+				TempDir: t.TempDir(),
+			})
+			for _, r := range prep.Cases {
+				if r.Status != conformance.StatusPass {
+					t.Errorf("case %s on the persistent model under limits %+v: %s %s", r.Name, c.limits, r.Status, strings.Join(r.Messages, "; "))
+				}
+			}
+			var skipped []string
+			for _, r := range rep.Cases {
+				switch r.Status {
+				case conformance.StatusFail:
+					t.Errorf("case %s fails under limits %+v: %s", r.Name, c.limits, strings.Join(r.Messages, "; "))
+				case conformance.StatusSkip:
+					skipped = append(skipped, r.Name)
+					if len(r.Messages) == 0 || !strings.Contains(r.Messages[len(r.Messages)-1], "declares") {
+						t.Errorf("case %s skipped without naming what the engine declares: %v", r.Name, r.Messages)
+					} else {
+						t.Logf("%s skips: %s", r.Name, r.Messages[len(r.Messages)-1])
+					}
+				}
+			}
+			want := append(slices.Clone(durability), c.skip...)
+			slices.Sort(want)
+			slices.Sort(skipped)
+			if !slices.Equal(skipped, want) {
+				t.Errorf("under limits %+v, %d cases skip: %q; want %d: %q", c.limits, len(skipped), skipped, len(want), want)
+			}
+			if n := len(conformance.Cases()); rep.Passed != n-len(want) {
+				t.Errorf("%d of %d cases pass, want %d", rep.Passed, n, n-len(want))
 			}
 		})
 	}

@@ -5,11 +5,27 @@ import (
 	"fmt"
 )
 
+// WriteSize is w's size as Limits.MaxBatchSize counts it: the key, the
+// value of a put and the value of a CondValue condition. Fields the
+// contract says are ignored (the Value of a delete or a check, the Value of
+// any other condition kind) count for nothing.
+func WriteSize(w Write) int {
+	n := len(w.Key)
+	if w.Kind == OpPut {
+		n += len(w.Value)
+	}
+	if w.Cond.Kind == CondValue {
+		n += len(w.Cond.Value)
+	}
+	return n
+}
+
 // ValidateWrites checks writes against the contract's rules and the given
 // limits, returning an error wrapping ErrInvalidArgument or ErrTooLarge for
 // the first violation, naming the write's index and the limit. Engines call
 // it before applying anything, so a call that fails validation applies
-// nothing. It does not check versions against stored state.
+// nothing. It does not check versions against stored state. The batch size
+// is the sum of WriteSize over writes.
 func ValidateWrites(writes []Write, l Limits) error {
 	if l.MaxWrites > 0 && len(writes) > l.MaxWrites {
 		return fmt.Errorf("%w: %d writes in one call, limit %d", ErrTooLarge, len(writes), l.MaxWrites)
@@ -43,7 +59,7 @@ func ValidateWrites(writes []Write, l Limits) error {
 		default:
 			return fmt.Errorf("%w: write %d: unknown condition kind %d", ErrInvalidArgument, i, w.Cond.Kind)
 		}
-		total += len(w.Key) + len(w.Value) + len(w.Cond.Value)
+		total += WriteSize(w)
 	}
 	if l.MaxBatchSize > 0 && total > l.MaxBatchSize {
 		return fmt.Errorf("%w: %d bytes in one call, limit %d", ErrTooLarge, total, l.MaxBatchSize)

@@ -146,6 +146,18 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	for _, l := range []struct {
+		name             string
+		configured, took int
+	}{
+		{"limits.max_key_size", opts.Limits.MaxKeySize, s.limits.MaxKeySize},
+		{"limits.max_value_size", opts.Limits.MaxValueSize, s.limits.MaxValueSize},
+		{"limits.max_batch_ops", opts.Limits.MaxBatchOps, s.limits.MaxWrites},
+	} {
+		if l.took != l.configured && l.configured > 0 {
+			s.log.Info("the engine's limit is tighter than the configured one, and applies", "setting", l.name, "configured", l.configured, "effective", l.took)
+		}
+	}
 	if opts.BatchReads {
 		s.reads = &readBatcher{eng: eng, depth: opts.ReadDepth, maxKeys: 4096, timeout: opts.CallTimeout, log: opts.Logger}
 	}
@@ -614,7 +626,7 @@ func (s *Service) calls(items []*item) [][]*item {
 	for i, it := range items {
 		n, b := len(it.writes), 0
 		for _, w := range it.writes {
-			b += len(w.Key) + len(w.Value)
+			b += engine.WriteSize(w) // as the engine counts MaxBatchSize
 		}
 		if i > start && ((maxWrites > 0 && writes+n > maxWrites) || (maxBytes > 0 && size+b > maxBytes)) {
 			runs = append(runs, items[start:i:i])

@@ -3,7 +3,8 @@
 //
 // It exists so that tests, the conformance suite's metamorphic test and
 // engine authors have a model to compare against: every operation takes one
-// lock and works on a plain map, with no cleverness to get wrong. It is not
+// lock and works on a plain map, with no cleverness to get wrong, and counts
+// itself in flight so that Close waits for it. It is not
 // persistent (Capabilities.Persistent is false): its data is gone when it is
 // closed. It imports only the contract package and the standard library.
 package memengine
@@ -35,10 +36,19 @@ type item struct {
 
 // Engine is the in-memory reference engine. It is safe for concurrent use.
 type Engine struct {
-	mu     sync.RWMutex
-	data   map[string]item
-	closed bool
 	limits engine.Limits
+
+	// life guards closed and inflight; idle is signalled when inflight
+	// drops to zero after Close began. Every Read, Apply and Scan is
+	// counted in flight from its first step to its return (a Scan
+	// through its last callback), so Close can wait for them.
+	life     sync.Mutex
+	idle     *sync.Cond
+	closed   bool
+	inflight int
+
+	mu   sync.RWMutex // guards data
+	data map[string]item
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -48,7 +58,32 @@ func New() *Engine { return NewWithLimits(DefaultLimits) }
 
 // NewWithLimits returns an empty engine with the given limits.
 func NewWithLimits(l engine.Limits) *Engine {
-	return &Engine{data: make(map[string]item), limits: l}
+	e := &Engine{data: make(map[string]item), limits: l}
+	e.idle = sync.NewCond(&e.life)
+	return e
+}
+
+// enter counts a call in flight, or returns ErrClosed once Close has
+// begun: a closed engine answers ErrClosed before looking at the context
+// or the arguments.
+func (e *Engine) enter() error {
+	e.life.Lock()
+	defer e.life.Unlock()
+	if e.closed {
+		return engine.ErrClosed
+	}
+	e.inflight++
+	return nil
+}
+
+// exit ends a call counted by enter.
+func (e *Engine) exit() {
+	e.life.Lock()
+	e.inflight--
+	if e.inflight == 0 && e.closed {
+		e.idle.Broadcast()
+	}
+	e.life.Unlock()
 }
 
 // Describe implements engine.Engine.
@@ -63,6 +98,10 @@ func (e *Engine) Describe() engine.Description {
 
 // Read implements engine.Engine.
 func (e *Engine) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.exit()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -71,9 +110,6 @@ func (e *Engine) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if e.closed {
-		return nil, engine.ErrClosed
-	}
 	out := make([]engine.Entry, len(keys))
 	for i, k := range keys {
 		it, ok := e.data[string(k)]
@@ -88,6 +124,10 @@ func (e *Engine) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error
 
 // Apply implements engine.Engine.
 func (e *Engine) Apply(ctx context.Context, writes []engine.Write, opts engine.ApplyOptions) ([]engine.Result, error) {
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.exit()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -96,9 +136,6 @@ func (e *Engine) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
-		return nil, engine.ErrClosed
-	}
 	// Evaluate against an overlay so that nothing is applied until every
 	// write has been checked.
 	overlay := make(map[string]item)
@@ -152,8 +189,14 @@ func (e *Engine) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 }
 
 // Scan implements engine.Engine. It copies the selected entries under the
-// lock, then calls fn without holding it.
+// lock (the snapshot), then calls fn without holding it, so fn may call the
+// engine; the call stays in flight until Scan returns, so Close waits for
+// the callbacks.
 func (e *Engine) Scan(ctx context.Context, opts engine.ScanOptions, fn func(engine.Entry) error) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.exit()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -161,10 +204,6 @@ func (e *Engine) Scan(ctx context.Context, opts engine.ScanOptions, fn func(engi
 		return err
 	}
 	e.mu.RLock()
-	if e.closed {
-		e.mu.RUnlock()
-		return engine.ErrClosed
-	}
 	keys := make([]string, 0, len(e.data))
 	for k := range e.data {
 		if len(opts.Start) > 0 && k < string(opts.Start) {
@@ -204,11 +243,23 @@ func (e *Engine) Scan(ctx context.Context, opts engine.ScanOptions, fn func(engi
 	return nil
 }
 
-// Close implements engine.Engine. The data is discarded.
+// Close implements engine.Engine: it refuses new calls (they return
+// engine.ErrClosed), waits for the calls in progress, scans included, then
+// discards the data. Closing again returns nil. Close must not be called
+// from a scan callback: it would wait for that scan.
 func (e *Engine) Close() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.life.Lock()
+	if e.closed {
+		e.life.Unlock()
+		return nil
+	}
 	e.closed = true
+	for e.inflight > 0 {
+		e.idle.Wait()
+	}
+	e.life.Unlock()
+	e.mu.Lock()
 	e.data = nil
+	e.mu.Unlock()
 	return nil
 }
