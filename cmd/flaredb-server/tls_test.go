@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -187,4 +189,71 @@ func TestObservability(t *testing.T) {
 		}
 	}
 	s.stop()
+}
+
+// TestCheckConfigAgreesWithStart: --check-config refuses what the server
+// would refuse at start (the engine's own settings, named as configuration
+// keys; TLS files that load but do not fit; a port out of range), with the
+// configuration exit code, and so does a start; a good configuration
+// passes.
+func TestCheckConfigAgreesWithStart(t *testing.T) {
+	p, other := newPKI(t, t.TempDir()), newPKI(t, t.TempDir())
+	data := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		want []string // substrings of stderr; none: valid
+	}{
+		{"good", []string{"--engine", "rocksdb"}, nil},
+		{"rocksdb settings", []string{"--config", writeTOML(t, "[engine]\nname = \"rocksdb\"\n[engine.rocksdb]\ncompression = \"bogus\"\nwrite_buffer_size = 1000\nmax_open_files = 5\n")},
+			[]string{`engine.rocksdb.compression "bogus"`, "engine.rocksdb.write_buffer_size 1000 is below 64 KiB", "engine.rocksdb.max_open_files 5"}},
+		{"badger settings", []string{"--config", writeTOML(t, "[engine]\nname = \"badger\"\n[engine.badger]\nmemtable_size = 100\n")},
+			[]string{"engine.badger.memtable_size 100 is below"}},
+		{"key of another certificate", []string{"--engine", "memory", "--tls-cert", p.serverCert, "--tls-key", other.serverKey}, []string{"tls: load certificate", "does not match"}},
+		{"client CA without certificates", []string{"--engine", "memory", "--tls-cert", p.serverCert, "--tls-key", p.serverKey, "--tls-client-ca", p.serverKey},
+			[]string{"tls: client CA", "no PEM certificates"}},
+		{"port out of range", []string{"--engine", "memory", "--listen", "127.0.0.1:99999"}, []string{"port 99999 is out of range"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
+			for _, check := range []bool{true, false} {
+				args := append([]string{"--data-dir", data, "--metrics-listen", ""}, tc.args...)
+				if check {
+					args = append(args, "--check-config")
+				} else if tc.want == nil {
+					continue // a good start is tested elsewhere
+				}
+				cmd := exec.Command(bin("flaredb-server"), args...)
+				cmd.Env = cleanEnv()
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				err := cmd.Run()
+				code := cmd.ProcessState.ExitCode()
+				if tc.want == nil {
+					if err != nil {
+						t.Fatalf("check-config=%v: %v\n%s", check, err, stderr.String())
+					}
+					continue
+				}
+				if code != 3 {
+					t.Errorf("check-config=%v: exit %d, want 3 (configuration)\n%s", check, code, stderr.String())
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(stderr.String(), w) {
+						t.Errorf("check-config=%v: stderr lacks %q:\n%s", check, w, stderr.String())
+					}
+				}
+			}
+		})
+	}
+}
+
+// writeTOML writes a configuration file for the test and returns its path.
+func writeTOML(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "flaredb.toml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

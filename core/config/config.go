@@ -202,8 +202,10 @@ func (c *Config) Validate(engines []string) error {
 			bad("metrics_listen and listen are both %q", c.Listen)
 		}
 	}
-	if c.DataDir == "" && c.Engine.Name != "memory" {
-		bad("data_dir: must not be empty")
+	if c.DataDir == "" {
+		// Even for the memory engine: the lock and the timestamp oracle
+		// live there.
+		bad("data_dir: must not be empty (it holds the server's lock and timestamp oracle, whatever the engine)")
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout: must not be negative")
@@ -369,6 +371,9 @@ func checkAddr(a string) error {
 			return fmt.Errorf("port %q is not a number", port)
 		}
 	}
+	if n, err := strconv.Atoi(port); err != nil || n > 65535 {
+		return fmt.Errorf("port %s is out of range (0 to 65535; 0 picks a free one)", port)
+	}
 	return nil
 }
 
@@ -387,6 +392,7 @@ func isHex(s string, n int) bool {
 // TOML renders c as a TOML document (the effective configuration).
 func (c Config) TOML() string {
 	var b bytes.Buffer
+	b.WriteString("# An engine setting at 0 or \"\" takes the engine's default.\n")
 	enc := toml.NewEncoder(&b)
 	enc.Indent = ""
 	if err := enc.Encode(c); err != nil {

@@ -45,6 +45,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	c := Default()
 	toml := `
 listen = "nowhere"
+metrics_listen = "127.0.0.1:99999"
 data_dir = ""
 [engine]
 name = "leveldb"
@@ -66,7 +67,7 @@ format = "xml"
 		t.Fatal("invalid config accepted")
 	}
 	for _, want := range []string{
-		`listen "nowhere"`, "data_dir", `unknown engine (available: badger, memory, rocksdb, plugin)`,
+		`listen "nowhere"`, "port 99999 is out of range", "data_dir", `unknown engine (available: badger, memory, rocksdb, plugin)`,
 		"limits.max_key_size", "limits.max_batch_ops", "limits.max_message_size",
 		"cert_file and key_file must be set together", `log.level "loud"`, `log.format "xml"`,
 	} {
@@ -282,5 +283,17 @@ func TestLimitsDoNotOverflow(t *testing.T) {
 		if err := c.Validate(stock); err == nil || !strings.Contains(err.Error(), "limits.max_message_size") {
 			t.Errorf("%q: %v, want limits.max_message_size too small", toml, err)
 		}
+	}
+}
+
+// TestMemoryNeedsDataDir: the memory engine keeps nothing on disk, but the
+// server keeps its lock and timestamp oracle in data_dir (an empty one was
+// the current directory).
+func TestMemoryNeedsDataDir(t *testing.T) {
+	c := Default()
+	c.Engine.Name = "memory"
+	c.DataDir = ""
+	if err := c.Validate(stock); err == nil || !strings.Contains(err.Error(), "data_dir: must not be empty") {
+		t.Fatalf("memory engine without data_dir: %v", err)
 	}
 }

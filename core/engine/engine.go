@@ -255,7 +255,7 @@ type Limits struct {
 	MaxKeySize   int // bytes
 	MaxValueSize int // bytes
 	MaxWrites    int // writes in one Apply call
-	MaxBatchSize int // total key and value bytes in one Apply call
+	MaxBatchSize int // total bytes in one Apply call, as WriteSize counts them (keys, put values, CondValue values)
 }
 
 // Capabilities declare optional behaviour. The conformance suite skips the

@@ -92,6 +92,31 @@ import (
 type Opener struct {
 	Mode string
 	Open func(ctx context.Context, cfg config.Config, dir string, log *slog.Logger) (engine.Engine, error)
+	// Check, if set, validates the engine's own settings in cfg without
+	// opening anything, naming the configuration keys at fault (see
+	// CheckConfig).
+	Check func(cfg config.Config) error
+}
+
+// CheckConfig checks what cfg.Validate cannot check alone, without
+// opening, binding or writing anything: the configured engine's own
+// settings (Opener.Check) and the TLS files (the key pair loads and
+// matches, the client CA holds certificates). flaredb-server runs it for
+// --check-config and before starting, so that a configuration it accepts
+// does not fail at start for one of these reasons.
+func CheckConfig(cfg config.Config, openers Openers) error {
+	var errs []error
+	if op, ok := openers[cfg.Engine.Name]; ok && op.Check != nil {
+		if err := op.Check(cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.TLS.Enabled() {
+		if _, err := serverTLS(cfg.TLS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Openers maps engine names (as in engine.name) to their openers.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -35,28 +36,82 @@ const (
 // Openers returns the engines this binary can open, by name.
 func Openers() server.Openers {
 	return server.Openers{
-		"rocksdb": {Mode: "in-process", Open: func(_ context.Context, c config.Config, dir string, _ *slog.Logger) (engine.Engine, error) {
-			r := c.Engine.RocksDB
-			return rocksdbengine.Open(dir, &rocksdbengine.Options{
-				BlockCacheSize:  int64(r.BlockCacheSize),
-				WriteBufferSize: int64(r.WriteBufferSize),
-				MaxOpenFiles:    r.MaxOpenFiles,
-				Compression:     r.Compression,
-			})
-		}},
-		"badger": {Mode: "in-process", Open: func(_ context.Context, c config.Config, dir string, log *slog.Logger) (engine.Engine, error) {
-			b := c.Engine.Badger
-			return badgerengine.Open(dir, &badgerengine.Options{
-				Logger:         log.With("component", "badger"),
-				BlockCacheSize: int64(b.BlockCacheSize),
-				MemTableSize:   int64(b.MemTableSize),
-			})
-		}},
+		"rocksdb": {
+			Mode: "in-process",
+			Open: func(_ context.Context, c config.Config, dir string, _ *slog.Logger) (engine.Engine, error) {
+				return rocksdbengine.Open(dir, rocksdbOptions(c))
+			},
+			Check: func(c config.Config) error {
+				return configKeys(rocksdbOptions(c).Validate(), "rocksdbengine", "engine.rocksdb", map[string]string{
+					"BlockCacheSize": "block_cache_size", "WriteBufferSize": "write_buffer_size",
+					"MaxOpenFiles": "max_open_files", "Compression": "compression",
+				})
+			},
+		},
+		"badger": {
+			Mode: "in-process",
+			Open: func(_ context.Context, c config.Config, dir string, log *slog.Logger) (engine.Engine, error) {
+				o := badgerOptions(c)
+				o.Logger = log.With("component", "badger")
+				return badgerengine.Open(dir, o)
+			},
+			Check: func(c config.Config) error {
+				return configKeys(badgerOptions(c).Validate(), "badgerengine", "engine.badger", map[string]string{
+					"BlockCacheSize": "block_cache_size", "MemTableSize": "memtable_size",
+				})
+			},
+		},
 		"memory": {Mode: "in-process", Open: func(context.Context, config.Config, string, *slog.Logger) (engine.Engine, error) {
 			return memengine.New(), nil
 		}},
 		"plugin": pluginOpener(),
 	}
+}
+
+func rocksdbOptions(c config.Config) *rocksdbengine.Options {
+	r := c.Engine.RocksDB
+	return &rocksdbengine.Options{
+		BlockCacheSize:  int64(r.BlockCacheSize),
+		WriteBufferSize: int64(r.WriteBufferSize),
+		MaxOpenFiles:    r.MaxOpenFiles,
+		Compression:     r.Compression,
+	}
+}
+
+func badgerOptions(c config.Config) *badgerengine.Options {
+	b := c.Engine.Badger
+	return &badgerengine.Options{
+		BlockCacheSize: int64(b.BlockCacheSize),
+		MemTableSize:   int64(b.MemTableSize),
+	}
+}
+
+// configKeys rewrites an engine's option errors (one per line, such as
+// "engine: invalid argument: rocksdbengine: WriteBufferSize 1000 is below
+// 64 KiB") in the configuration's terms ("engine.rocksdb.write_buffer_size
+// 1000 is below 64 KiB"): fields maps the engine's option names to the
+// keys of section.
+func configKeys(err error, pkg, section string, fields map[string]string) error {
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		l = strings.TrimPrefix(l, engine.ErrInvalidArgument.Error()+": ")
+		l = strings.TrimPrefix(l, pkg+": ")
+		for field, key := range fields {
+			if rest, ok := strings.CutPrefix(l, field+" "); ok {
+				l = section + "." + key + " " + rest
+			} else {
+				l = strings.ReplaceAll(l, " "+field+" ", " "+section+"."+key+" ")
+			}
+		}
+		if !strings.HasPrefix(l, section+".") {
+			l = section + ": " + l
+		}
+		lines[i] = l
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 const usage = `flaredb-server: the FlareDB key-value server.
@@ -110,6 +165,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err := cfg.Validate(compiled); err != nil {
+		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
+		return exitConfig
+	}
+	if err := server.CheckConfig(cfg, openers); err != nil {
 		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
