@@ -92,6 +92,18 @@ func (m *Metrics) ConditionFailed() {
 	m.CASFailed.Inc()
 }
 
+// RegisterEngineRestarts exports how many times a supervised engine (a
+// plugin) was restarted after it crashed or hung.
+func (m *Metrics) RegisterEngineRestarts(restarts func() int) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "flaredb", Name: "engine_restarts_total",
+		Help: "Restarts of the engine's plugin process after a crash or a hang.",
+	}, func() float64 { return float64(restarts()) }))
+}
+
 // RegisterEngineStats exports an adapter-based engine's figures: store
 // writes and the commits they carried (their ratio is the engine's
 // group-commit factor).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"testing"
 
 	"github.com/flaredb/flaredb/core/engine"
@@ -115,4 +116,41 @@ func TestStreamMetrics(t *testing.T) {
 			t.Errorf("%s = %s: the Stream call is counted as a request", series, got)
 		}
 	}
+}
+
+// restartingEngine is a testEngine supervised like a plugin: it reports
+// its restarts.
+type restartingEngine struct {
+	*testEngine
+	restarts atomic.Int32
+}
+
+func (e *restartingEngine) Restarts() int { return int(e.restarts.Load()) }
+
+// TestEngineRestartsMetric: a supervised engine's restarts are exported;
+// an engine without supervision has no such series.
+func TestEngineRestartsMetric(t *testing.T) {
+	eng := &restartingEngine{testEngine: &testEngine{Engine: memengine.New()}}
+	srv, err := startTest(t, testServer{dataDir: t.TempDir(), name: "plugin", mode: "plugin", open: func(string) (engine.Engine, error) {
+		return eng, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.restarts.Store(3)
+	if got, _ := metric(t, srv, "flaredb_engine_restarts_total"); got != "3" {
+		t.Fatalf("flaredb_engine_restarts_total = %q, want 3", got)
+	}
+	stopTest(t, srv)
+
+	plain, err := startTest(t, testServer{dataDir: t.TempDir(), name: "memory", open: func(string) (engine.Engine, error) {
+		return &testEngine{Engine: memengine.New()}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := metric(t, plain, "flaredb_engine_restarts_total"); ok {
+		t.Fatalf("an unsupervised engine exports restarts: %q", got)
+	}
+	stopTest(t, plain)
 }

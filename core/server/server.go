@@ -236,6 +236,9 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	if err := claimEngineDir(engDir, d.Name); err != nil {
 		return nil, err
 	}
+	if r, ok := s.eng.(interface{ Restarts() int }); ok {
+		s.metrics.RegisterEngineRestarts(r.Restarts)
+	}
 	if st, ok := s.eng.(interface{ Stats() kvengine.Stats }); ok {
 		s.metrics.RegisterEngineStats(func() (uint64, uint64) {
 			x := st.Stats()

@@ -598,6 +598,10 @@ func (p *Plugin) Status() Status {
 // PID returns the plugin process's id while it runs, else 0.
 func (p *Plugin) PID() int { return p.Status().PID }
 
+// Restarts returns how many times the plugin was restarted since Open (the
+// server exports it as flaredb_engine_restarts_total).
+func (p *Plugin) Restarts() int { return p.Status().Restarts }
+
 // acquire returns the running generation and counts a call in progress,
 // or the error the call must return.
 func (p *Plugin) acquire() (*generation, error) {
