@@ -67,7 +67,7 @@ func TestEngineSwitchRefused(t *testing.T) {
 	if err == nil {
 		t.Fatal("the RocksDB plugin started on the Badger plugin's directory")
 	}
-	if !strings.Contains(err.Error(), "holds no RocksDB database") || !strings.Contains(err.Error(), engDir) {
+	if !strings.Contains(err.Error(), "belongs to the Badger engine") || !strings.Contains(err.Error(), engDir) {
 		t.Fatalf("refusal does not say why:\n%v", err)
 	}
 	after := engineDirFiles(t, engDir)
@@ -75,12 +75,13 @@ func TestEngineSwitchRefused(t *testing.T) {
 		t.Fatalf("the refused RocksDB start changed the directory:\nbefore %v\nafter  %v", badger, after)
 	}
 
-	// The bbolt example refuses it too (it checks with kvengine.CheckDir).
+	// The bbolt example refuses it too (it checks with kvengine.CheckDir,
+	// which reads Badger's claim on the directory).
 	_, err = tryStartServer(t, dir, "--engine", "plugin", "--plugin-path", bin("flaredb-bbolt-plugin"))
 	if err == nil {
 		t.Fatal("the bbolt plugin was served on the Badger plugin's directory")
 	}
-	if !strings.Contains(err.Error(), "holds no bbolt database") {
+	if !strings.Contains(err.Error(), "belongs to the Badger engine") {
 		t.Fatalf("refusal does not say why:\n%v", err)
 	}
 	// An engine that does not look at its directory (the forgetful test
