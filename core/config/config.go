@@ -41,6 +41,11 @@ type Config struct {
 	Limits Limits `toml:"limits"`
 	TLS    TLS    `toml:"tls"`
 	Log    Log    `toml:"log"`
+
+	// RecoverTSO rebuilds a lost timestamp-oracle file at start from the
+	// newest version the engine stores (a full scan). It is a one-time
+	// action, set by flaredb-server --recover-tso, never in a file.
+	RecoverTSO bool `toml:"-"`
 }
 
 // Engine chooses and tunes the storage engine.

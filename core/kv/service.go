@@ -686,8 +686,10 @@ func (s *Service) applyOnce(items []*item, atomic bool) error {
 	if need > 0 {
 		var err error
 		if first, err = s.oracle.Next(need); err != nil {
+			// Nothing reached the engine: the writes may be retried, once
+			// the oracle can persist its mark again (a full disk, say).
 			s.log.Error("timestamp oracle failed", "err", err)
-			return fmt.Errorf("%w: %v", engine.ErrInternal, err)
+			return fmt.Errorf("%w: the timestamp oracle cannot issue versions, so nothing was written: %v", engine.ErrUnavailable, err)
 		}
 	}
 	writes := make([]engine.Write, 0, n)

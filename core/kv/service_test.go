@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/kv"
@@ -160,5 +163,48 @@ func TestCancelledAndClosed(t *testing.T) {
 	s.Close()
 	if _, err := s.Put(context.Background(), []byte("k"), nil, 0); !errors.Is(err, kv.ErrShuttingDown) {
 		t.Fatalf("put after close: %v", err)
+	}
+}
+
+// TestOracleFailure: when the timestamp oracle cannot persist its mark, a
+// write fails as unavailable (safe to retry: nothing reached the engine),
+// and succeeds once the oracle can persist again.
+func TestOracleFailure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	clock := time.UnixMilli(1_700_000_000_000)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func() { mu.Lock(); clock = clock.Add(time.Minute); mu.Unlock() }
+	o, err := tso.Open(filepath.Join(dir, "tso"), &tso.Options{Now: now, Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := memengine.New()
+	s := kv.New(e, o, kv.Options{Sync: true})
+	t.Cleanup(func() { s.Close(); e.Close() })
+	ctx := context.Background()
+
+	// The oracle's directory goes away, and its window runs out.
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	advance()
+	_, err = s.Put(ctx, []byte("k"), []byte("v"), kv.DurabilityDefault)
+	if !errors.Is(err, engine.ErrUnavailable) || errors.Is(err, engine.ErrInternal) || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("put with a failing oracle: %v", err)
+	}
+	if got, err := s.Get(ctx, []byte("k")); err != nil || got.Version != 0 {
+		t.Fatalf("after the failed put: %+v, %v", got, err)
+	}
+
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, []byte("k"), []byte("v"), kv.DurabilityDefault); err != nil {
+		t.Fatalf("put once the oracle can persist again: %v", err)
 	}
 }

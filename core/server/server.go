@@ -209,8 +209,25 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	if s.lock, err = lockDir(dataDir); err != nil {
 		return nil, err
 	}
-	if s.oracle, err = tso.Open(filepath.Join(dataDir, "tso"), nil); err != nil {
-		return nil, fmt.Errorf("timestamp oracle: %w", err)
+	tsoPath := filepath.Join(dataDir, "tso")
+	if !cfg.RecoverTSO {
+		// With engine data there, the oracle's file must be too: started
+		// afresh from the clock, it could issue versions below stored
+		// ones (a clock that was ahead, a restored backup), and a key
+		// deleted and written again would get a smaller version.
+		held, err := engineData(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		s.oracle, err = tso.Open(tsoPath, &tso.Options{MustExist: len(held) > 0})
+		if errors.Is(err, tso.ErrMissing) {
+			return nil, fmt.Errorf("timestamp oracle: %s is missing, but %s holds engine data (%s): new versions could fall "+
+				"below stored ones and break compare-and-swap by version; restore the file, or start once with --recover-tso, "+
+				"which reads the engine's newest version and starts the oracle above it", tsoPath, dataDir, strings.Join(held, ", "))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("timestamp oracle: %w", err)
+		}
 	}
 	engDir := filepath.Join(dataDir, "engine-"+cfg.Engine.Name)
 	if cfg.Engine.Name == "plugin" {
@@ -235,6 +252,11 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	// The engine is closed (by release) if the directory is another's.
 	if err := claimEngineDir(engDir, d.Name); err != nil {
 		return nil, err
+	}
+	if cfg.RecoverTSO {
+		if s.oracle, err = recoverOracle(ctx, s.eng, tsoPath, log); err != nil {
+			return nil, err
+		}
 	}
 	if r, ok := s.eng.(interface{ Restarts() int }); ok {
 		s.metrics.RegisterEngineRestarts(r.Restarts)
@@ -507,6 +529,64 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		s.metrics.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	}
 	return err
+}
+
+// engineData returns the engine directories in dataDir that hold anything
+// but the plugin host's lock file.
+func engineData(dataDir string) ([]string, error) {
+	entries, err := os.ReadDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	var held []string
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), engineDirPrefix) {
+			continue
+		}
+		inner, err := os.ReadDir(filepath.Join(dataDir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range inner {
+			if x.Name() != pluginLockFile {
+				held = append(held, e.Name())
+				break
+			}
+		}
+	}
+	return held, nil
+}
+
+// recoverOracle opens the oracle at path above the newest version eng
+// stores (and above its file's mark, if the file is there), reading every
+// key once.
+func recoverOracle(ctx context.Context, eng engine.Engine, path string, log *slog.Logger) (*tso.Oracle, error) {
+	log.Warn("recovering the timestamp oracle: reading every key's version", "file", path)
+	var newest uint64
+	keys := 0
+	err := eng.Scan(ctx, engine.ScanOptions{KeysOnly: true}, func(e engine.Entry) error {
+		newest = max(newest, e.Version)
+		keys++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recover the timestamp oracle: scan the engine: %w", err)
+	}
+	o, err := tso.Open(path, &tso.Options{Floor: newest})
+	if errors.Is(err, tso.ErrCorrupt) {
+		// Kept aside, not deleted: whoever investigates may want it.
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("recover the timestamp oracle: move the corrupt file aside: %w", rerr)
+		}
+		log.Warn("the corrupt timestamp-oracle file was moved aside", "file", aside)
+		o, err = tso.Open(path, &tso.Options{Floor: newest})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recover the timestamp oracle: %w", err)
+	}
+	log.Warn("timestamp oracle recovered", "keys", keys, "newest_version", newest, "next_above", o.Last())
+	return o, nil
 }
 
 // ctxStream is a server stream with another context.

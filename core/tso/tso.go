@@ -32,6 +32,17 @@ const maxLogical = 1 << LogicalBits
 // ErrCorrupt reports a high-water-mark file that cannot be decoded.
 var ErrCorrupt = errors.New("tso: corrupt high-water-mark file")
 
+// ErrMissing reports an absent high-water-mark file where Options.MustExist
+// says one must be.
+var ErrMissing = errors.New("tso: high-water-mark file missing")
+
+// ErrExhausted reports that the physical part of timestamps would no
+// longer fit (in the year 4199).
+var ErrExhausted = errors.New("tso: timestamps exhausted")
+
+// maxPhysical bounds the physical part: it must fit above LogicalBits.
+const maxPhysical = 1<<(64-LogicalBits) - 1
+
 // Compose builds a timestamp from its parts.
 func Compose(physicalMillis int64, logical int64) uint64 {
 	return uint64(physicalMillis)<<LogicalBits | uint64(logical)
@@ -43,10 +54,19 @@ func Physical(ts uint64) int64 { return int64(ts >> LogicalBits) }
 // Options tune an Oracle. A nil *Options is valid.
 type Options struct {
 	// Window is how far ahead of the current physical time the persisted
-	// mark is set (default 3s). A larger window means fewer fsyncs.
+	// mark is set (default 3s; below a millisecond, one). A larger window
+	// means fewer fsyncs.
 	Window time.Duration
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
+	// MustExist makes Open fail with ErrMissing when the file is absent,
+	// instead of starting afresh: for a caller that knows timestamps were
+	// issued before (the server, when its data directory holds data).
+	MustExist bool
+	// Floor, when not zero, is a timestamp every timestamp issued must
+	// exceed, whatever the file says (or when it is absent): for
+	// rebuilding a lost file from the newest timestamp in use.
+	Floor uint64
 }
 
 // Oracle issues timestamps. It is safe for concurrent use.
@@ -75,18 +95,45 @@ func Open(path string, o *Options) (*Oracle, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	or := &Oracle{path: path, window: opts.Window.Milliseconds(), now: opts.Now}
+	or := &Oracle{path: path, window: max(opts.Window.Milliseconds(), 1), now: opts.Now}
 	mark, err := readMark(path)
-	if err != nil {
+	switch {
+	case errors.Is(err, os.ErrNotExist) && opts.MustExist:
+		return nil, fmt.Errorf("%w: %s", ErrMissing, path)
+	case errors.Is(err, os.ErrNotExist):
+		mark = 0
+	case err != nil:
 		return nil, err
 	}
+	removeStaleTemps(path)
 	or.physical = mark
 	or.logical = maxLogical - 1 // the next timestamp moves past the mark
-	if err := or.persist(max(mark, or.clock()) + or.window); err != nil {
+	if opts.Floor != 0 && Compose(or.physical, or.logical) <= opts.Floor {
+		// Past the floor: its millisecond, with the logical counter spent.
+		or.physical = Physical(opts.Floor)
+	}
+	next := max(or.physical, or.clock()) + or.window
+	if next > maxPhysical {
+		return nil, fmt.Errorf("%w: the mark would pass %d ms", ErrExhausted, int64(maxPhysical))
+	}
+	if err := or.persist(next); err != nil {
 		return nil, err
 	}
 	return or, nil
 }
+
+// removeStaleTemps removes the temporary files persist left when its
+// process died between creating and renaming one. A mark file is only ever
+// renamed into place whole, so these hold nothing needed.
+func removeStaleTemps(path string) {
+	names, _ := filepath.Glob(filepath.Join(filepath.Dir(path), tempPattern))
+	for _, n := range names {
+		_ = os.Remove(n)
+	}
+}
+
+// tempPattern names persist's temporary files (os.CreateTemp's pattern).
+const tempPattern = ".tso-*"
 
 func (o *Oracle) clock() int64 { return o.now().UnixMilli() }
 
@@ -109,6 +156,9 @@ func (o *Oracle) Next(n int) (uint64, error) {
 		phys, logical = phys+1, 0
 	}
 	if phys >= o.limit {
+		if phys+o.window > maxPhysical {
+			return 0, fmt.Errorf("%w: physical time %d ms", ErrExhausted, phys)
+		}
 		if err := o.persist(phys + o.window); err != nil {
 			return 0, err
 		}
@@ -117,8 +167,9 @@ func (o *Oracle) Next(n int) (uint64, error) {
 	return Compose(phys, logical), nil
 }
 
-// Last returns the newest timestamp issued (or the starting point if none
-// was issued since Open).
+// Last returns a timestamp that every timestamp issued later exceeds: the
+// newest issued, or, when none was issued since Open, the starting point
+// (which was never issued itself).
 func (o *Oracle) Last() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -158,17 +209,17 @@ func decodeMark(b []byte) (int64, error) {
 	return m, nil
 }
 
+// readMark reads the mark at path; an absent file is an error matching
+// os.ErrNotExist.
 func readMark(path string) (int64, error) {
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
 	if err != nil {
 		return 0, fmt.Errorf("tso: read %s: %w", path, err)
 	}
 	m, err := decodeMark(b)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return 0, fmt.Errorf("%s: %w: restore the file; do not remove it while data written with its timestamps exists "+
+			"(flaredb-server --recover-tso rebuilds it from the data)", path, err)
 	}
 	return m, nil
 }
@@ -176,7 +227,7 @@ func readMark(path string) (int64, error) {
 // persist writes mark atomically and durably, then makes it the limit.
 func (o *Oracle) persist(mark int64) error {
 	dir := filepath.Dir(o.path)
-	tmp, err := os.CreateTemp(dir, ".tso-*")
+	tmp, err := os.CreateTemp(dir, tempPattern)
 	if err != nil {
 		return fmt.Errorf("tso: persist mark: %w", err)
 	}

@@ -141,3 +141,180 @@ func FuzzDecodeMark(f *testing.F) {
 		}
 	})
 }
+
+// TestMustExist: an oracle that must find its file refuses to start
+// without it (timestamps would restart from the clock, below those in
+// use), and starts with it.
+func TestMustExist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tso")
+	if _, err := Open(path, &Options{MustExist: true}); !errors.Is(err, ErrMissing) {
+		t.Fatalf("no file, MustExist: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused Open created the file: %v", err)
+	}
+	if _, err := Open(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, &Options{MustExist: true}); err != nil {
+		t.Fatalf("file present, MustExist: %v", err)
+	}
+}
+
+// TestFloor: every timestamp exceeds the floor, with or without a file,
+// even with the clock far behind it; a floor below the file's mark changes
+// nothing.
+func TestFloor(t *testing.T) {
+	clk := &fakeClock{t: time.UnixMilli(1_700_000_000_000)}
+	floor := Compose(1_700_000_000_000+int64(time.Hour/time.Millisecond), 12345)
+	for _, withFile := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "tso")
+		if withFile {
+			o, err := Open(path, &Options{Now: clk.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Next(1)
+		}
+		o, err := Open(path, &Options{Now: clk.now, Floor: floor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := o.Next(1)
+		if err != nil || ts <= floor {
+			t.Fatalf("withFile=%v: %d, %v; want above the floor %d", withFile, ts, err, floor)
+		}
+		// The new mark is persisted: a restart without the floor stays
+		// above it.
+		o2, err := Open(path, &Options{Now: clk.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ts2, err := o2.Next(1); err != nil || ts2 <= ts {
+			t.Fatalf("withFile=%v: after a restart %d, %v; want above %d", withFile, ts2, err, ts)
+		}
+	}
+	// A floor below the mark: timestamps still exceed the mark.
+	path := filepath.Join(t.TempDir(), "tso")
+	o, _ := Open(path, &Options{Now: clk.now})
+	first, _ := o.Next(1)
+	o2, err := Open(path, &Options{Now: clk.now, Floor: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts, err := o2.Next(1); err != nil || ts <= first {
+		t.Fatalf("low floor: %d, %v; want above %d", ts, err, first)
+	}
+}
+
+// TestPersistFailure: when the mark cannot be persisted, Next issues
+// nothing and keeps the old limit, and the next call tries again.
+func TestPersistFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tso")
+	clk := &fakeClock{t: time.UnixMilli(1_700_000_000_000)}
+	o, err := Open(path, &Options{Now: clk.now, Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := o.Next(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the window, with the directory unwritable: nothing is issued.
+	clk.set(clk.now().Add(5 * time.Second))
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o700)
+	if os.Getuid() == 0 {
+		// root writes anyway: make the directory go away instead.
+		os.Chmod(dir, 0o700)
+		moved := dir + ".moved"
+		if err := os.Rename(dir, moved); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Rename(moved, dir)
+	}
+	for range 2 {
+		if ts, err := o.Next(1); err == nil {
+			t.Fatalf("issued %d without persisting the mark", ts)
+		}
+		if o.Last() != last {
+			t.Fatalf("a failed Next moved Last from %d to %d", last, o.Last())
+		}
+	}
+	// Writable again: the next call persists and issues.
+	if os.Getuid() == 0 {
+		os.Rename(dir+".moved", dir)
+	}
+	os.Chmod(dir, 0o700)
+	ts, err := o.Next(1)
+	if err != nil || ts <= last {
+		t.Fatalf("after recovery: %d, %v", ts, err)
+	}
+	if m, err := readMark(path); err != nil || m <= Physical(ts) {
+		t.Fatalf("mark %d (%v) not above the issued %d", m, err, Physical(ts))
+	}
+}
+
+// TestStaleTempsRemoved: temporary files left by a process killed while
+// persisting are removed on Open.
+func TestStaleTempsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tso")
+	if _, err := Open(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{".tso-123", ".tso-456"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Open(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "tso" {
+		t.Fatalf("left in the directory: %v", entries)
+	}
+}
+
+// TestExhausted: near the end of the physical range, Open and Next fail
+// with ErrExhausted instead of wrapping around to small timestamps.
+func TestExhausted(t *testing.T) {
+	clk := &fakeClock{t: time.UnixMilli(maxPhysical - 10)}
+	path := filepath.Join(t.TempDir(), "tso")
+	if _, err := Open(path, &Options{Now: clk.now, Window: time.Second}); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("Open at the end of time: %v", err)
+	}
+	clk.set(time.UnixMilli(maxPhysical - 2000))
+	o, err := Open(path, &Options{Now: clk.now, Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for i := 0; ; i++ {
+		clk.set(clk.now().Add(500 * time.Millisecond))
+		ts, err := o.Next(1)
+		if errors.Is(err, ErrExhausted) {
+			break
+		}
+		if err != nil || ts <= last || i > 10 {
+			t.Fatalf("step %d: %d, %v (last %d)", i, ts, err, last)
+		}
+		last = ts
+	}
+}
+
+// TestSubMillisecondWindow: a window below a millisecond is one, not zero
+// (which would persist on every call).
+func TestSubMillisecondWindow(t *testing.T) {
+	o, err := Open(filepath.Join(t.TempDir(), "tso"), &Options{Window: time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.window != 1 {
+		t.Fatalf("window %d ms", o.window)
+	}
+}

@@ -133,6 +133,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "TOML configuration file (env FLAREDB_CONFIG)")
 	printCfg := fs.Bool("print-config", false, "print the effective configuration and exit")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	recoverTSO := fs.Bool("recover-tso", false, "rebuild a lost timestamp-oracle file (DATA_DIR/tso) from the newest version the engine stores, then serve")
 	flags := config.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -172,6 +173,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
+	cfg.RecoverTSO = *recoverTSO
 	if *printCfg {
 		fmt.Fprint(stdout, cfg.TOML())
 		return exitOK
