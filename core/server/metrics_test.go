@@ -154,3 +154,31 @@ func TestEngineRestartsMetric(t *testing.T) {
 	}
 	stopTest(t, plain)
 }
+
+// TestHealthChecksAreNotEngineReads: health probes read through the
+// engine, but do not count among its reads in the metrics.
+func TestHealthChecksAreNotEngineReads(t *testing.T) {
+	srv, err := startTest(t, testServer{dataDir: t.TempDir(), name: "memory", open: func(string) (engine.Engine, error) {
+		return &testEngine{Engine: memengine.New()}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopTest(t, srv)
+	const series = `flaredb_engine_call_duration_seconds_count{op="read"}`
+	before, _ := metric(t, srv, series)
+	for range 5 {
+		if code, body := httpGet(t, "http://"+srv.MetricsAddr().String()+"/healthz"); code != 200 {
+			t.Fatalf("/healthz: %d %s", code, body)
+		}
+	}
+	if after, _ := metric(t, srv, series); after != before {
+		t.Fatalf("%s went from %q to %q over 5 health checks", series, before, after)
+	}
+	if _, err := kvClient(t, srv).Get(callCtx(t), &kvpb.GetRequest{Key: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := metric(t, srv, series); after == before {
+		t.Fatalf("%s did not count a client's read", series)
+	}
+}

@@ -385,8 +385,7 @@ func (s *Server) checkHealth(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	_, err := s.svc.Get(ctx, healthKey)
-	return err
+	return s.svc.Probe(ctx, healthKey)
 }
 
 // watchHealth sets the gRPC health status of the server and the KV service
