@@ -260,7 +260,8 @@ type Limits struct {
 
 // Capabilities declare optional behaviour. The conformance suite skips the
 // cases for a capability an engine declares it lacks, printing the reason;
-// nothing else is skipped.
+// otherwise it skips a case only when the declared Limits forbid it or
+// leave nothing to test.
 type Capabilities struct {
 	// Persistent means data survives Close and reopening on the same
 	// directory, and sync writes survive a crash. The in-memory reference

@@ -40,11 +40,18 @@ func TestSecondOpenFails(t *testing.T) {
 
 // TestCrashRecovery kills a child process writing synced batches with
 // SIGKILL and checks the store after reopening it; storetest.Crash runs
-// this test again in the child. (storetest.Run does not fit this example
-// yet: its iterator keeps the caller's bound slices, and bbolt's Close
-// waits for open snapshots instead of releasing them.)
+// this test again in the child. (storetest.Run does not fit this example:
+// bbolt's Close waits for open snapshots instead of releasing them.)
 func TestCrashRecovery(t *testing.T) {
 	storetest.Crash(t, func(_ *testing.T, dir string, _ bool) (kvengine.Store, error) {
 		return bboltengine.Open(dir) // bbolt has no option to refuse a missing database
+	})
+}
+
+// TestCrashDuringCreate kills child processes while they create the store
+// in fresh directories; every directory must open afterwards.
+func TestCrashDuringCreate(t *testing.T) {
+	storetest.CrashDuringCreate(t, func(_ *testing.T, dir string, _ bool) (kvengine.Store, error) {
+		return bboltengine.Open(dir)
 	})
 }

@@ -78,7 +78,8 @@ socket left behind after close.
 It prints one line per case and a verdict, writes a JSON report with --report
 FILE (or, with --json, prints it instead of the table), and exits non-zero if
 any case failed or none passed. Cases skip only for a capability the
-engine declares it lacks (the reason is printed).`,
+engine declares it lacks, or when its declared limits forbid them or leave
+nothing to test (the reason is printed).`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q (the plugin is given with --plugin; its own arguments with --arg)", args[0])
