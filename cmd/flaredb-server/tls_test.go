@@ -257,3 +257,18 @@ func writeTOML(t *testing.T, body string) string {
 	}
 	return p
 }
+
+// TestMisspeltEnvironmentWarned: a FLAREDB_ variable that sets nothing
+// (a typo) is named in a warning instead of being ignored silently.
+func TestMisspeltEnvironmentWarned(t *testing.T) {
+	cmd := exec.Command(bin("flaredb-server"), "--data-dir", t.TempDir(), "--engine", "memory", "--check-config")
+	cmd.Env = append(cleanEnv(), "FLAREDB_ENGIN=badger")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "FLAREDB_ENGIN is not a setting") {
+		t.Fatalf("no warning for FLAREDB_ENGIN:\n%s", stderr.String())
+	}
+}

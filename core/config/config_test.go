@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +296,18 @@ func TestMemoryNeedsDataDir(t *testing.T) {
 	c.DataDir = ""
 	if err := c.Validate(stock); err == nil || !strings.Contains(err.Error(), "data_dir: must not be empty") {
 		t.Fatalf("memory engine without data_dir: %v", err)
+	}
+}
+
+// TestUnknownEnv: FLAREDB_ variables that set nothing are reported; the
+// settings' own, the config file's and the CLI's address are not, nor is
+// anything without the prefix.
+func TestUnknownEnv(t *testing.T) {
+	got := UnknownEnv([]string{
+		"FLAREDB_ENGIN=badger", "FLAREDB_ENGINE=badger", "FLAREDB_CONFIG=/etc/f.toml", "FLAREDB_ADDR=x:1",
+		"FLAREDB_MAX_SCAN_LIMIT=3", "HOME=/root", "FLAREDB_METRICS_LISTEN=", "PATH=/bin",
+	})
+	if want := []string{"FLAREDB_ENGIN", "FLAREDB_MAX_SCAN_LIMIT"}; !slices.Equal(got, want) {
+		t.Fatalf("UnknownEnv = %q, want %q", got, want)
 	}
 }

@@ -69,6 +69,29 @@ func EnvName(flag string) string {
 	return "FLAREDB_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// otherEnv are FLAREDB_ variables that are not settings but are in use:
+// the server's configuration file and the CLI's server address.
+var otherEnv = map[string]bool{"FLAREDB_CONFIG": true, "FLAREDB_ADDR": true}
+
+// UnknownEnv returns the names of the variables in environ (KEY=VALUE
+// entries, as os.Environ gives) that begin with FLAREDB_ but set nothing:
+// most likely misspelt settings, which would otherwise be ignored
+// silently.
+func UnknownEnv(environ []string) []string {
+	known := make(map[string]bool, len(overrides))
+	for _, o := range overrides {
+		known[EnvName(o.flag)] = true
+	}
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "FLAREDB_") && !known[name] && !otherEnv[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	return unknown
+}
+
 // Flags holds the override flags registered on a flag set.
 type Flags struct {
 	fs     *pflag.FlagSet

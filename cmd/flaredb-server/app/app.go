@@ -153,6 +153,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = os.Getenv("FLAREDB_CONFIG")
 	}
+	for _, name := range config.UnknownEnv(os.Environ()) {
+		fmt.Fprintf(stderr, "flaredb-server: warning: %s is not a setting and is ignored (misspelt? the variables are listed in --help)\n", name)
+	}
 	cfg, err := flags.Resolve(path, os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "flaredb-server: %v\n", err)
