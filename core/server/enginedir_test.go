@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,5 +123,29 @@ func TestOtherEngineDirWarning(t *testing.T) {
 	// The engine's own (empty) directory is not warned about.
 	if strings.Contains(log.String(), "engine-memory dir=") {
 		t.Fatalf("warned about the served directory:\n%s", log.String())
+	}
+}
+
+// TestStaleIdentityTempsRemoved: temporary identity files left by a server
+// killed while writing one are removed at the next start; the identity
+// itself stays.
+func TestStaleIdentityTempsRemoved(t *testing.T) {
+	data := t.TempDir()
+	stale := filepath.Join(data, ".engine-memory.identity.tmp-12345")
+	if err := os.WriteFile(stale, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startTest(t, testServer{dataDir: data, name: "memory", open: func(string) (engine.Engine, error) {
+		return memengine.New(), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopTest(t, srv)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temporary identity file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "engine-memory.identity")); err != nil {
+		t.Fatalf("identity: %v", err)
 	}
 }

@@ -124,6 +124,16 @@ func writeIdentity(engDir string, id identity) (err error) {
 	return nil
 }
 
+// removeStaleIdentityTemps removes the temporary files writeIdentity left
+// when its process died before renaming one into place; they hold nothing
+// needed. The caller holds the data directory's lock.
+func removeStaleIdentityTemps(dataDir string) {
+	names, _ := filepath.Glob(filepath.Join(dataDir, "."+engineDirPrefix+"*"+identitySuffix+".tmp-*"))
+	for _, n := range names {
+		_ = os.Remove(n)
+	}
+}
+
 // syncDir fsyncs a directory, so that a rename in it survives a crash.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

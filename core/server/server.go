@@ -236,6 +236,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	if err := os.MkdirAll(engDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create engine directory: %w", err)
 	}
+	removeStaleIdentityTemps(dataDir)
 	warnOtherEngineDirs(log, dataDir, engDir, cfg.Engine.Name)
 	log.Info("opening engine", "engine", cfg.Engine.Name, "mode", op.Mode, "dir", engDir)
 	s.mode = op.Mode
