@@ -139,7 +139,8 @@ func WithUnary() Option {
 // (or ctx ends) and fails with ErrUnavailable when it is not. Either way
 // the client asks the server's message limit (Status) before its first
 // stream call, to keep coalesced stream messages within it: New does, or
-// else the first stream call.
+// else the first stream call (so unary interceptors given with
+// WithDialOptions see that Status call).
 func WithLazyConnect() Option {
 	return func(o *options) { o.lazy = true }
 }

@@ -51,7 +51,11 @@
 // # Concurrency
 //
 // Every method of Engine is safe for concurrent use by multiple goroutines,
-// including Close, after which every method returns ErrClosed.
+// including Close, after which every method but Describe and Close returns
+// ErrClosed, checked before anything else: before the context, the
+// arguments and the limits. A call in progress when Close begins may end
+// normally or with ErrClosed; Close waits for it (a Scan's callbacks
+// included).
 //
 // # Contexts
 //

@@ -699,10 +699,14 @@ func (s *Service) applyOnce(items []*item, atomic bool) error {
 	if need > 0 {
 		var err error
 		if first, err = s.oracle.Next(need); err != nil {
+			s.log.Error("timestamp oracle failed", "err", err)
+			if errors.Is(err, tso.ErrExhausted) {
+				// For good: no retry will help.
+				return fmt.Errorf("%w: %w", engine.ErrInternal, err)
+			}
 			// Nothing reached the engine: the writes may be retried, once
 			// the oracle can persist its mark again (a full disk, say).
-			s.log.Error("timestamp oracle failed", "err", err)
-			return fmt.Errorf("%w: the timestamp oracle cannot issue versions, so nothing was written: %v", engine.ErrUnavailable, err)
+			return fmt.Errorf("%w: the timestamp oracle cannot issue versions, so nothing was written: %w", engine.ErrUnavailable, err)
 		}
 	}
 	writes := make([]engine.Write, 0, n)

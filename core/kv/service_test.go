@@ -208,3 +208,26 @@ func TestOracleFailure(t *testing.T) {
 		t.Fatalf("put once the oracle can persist again: %v", err)
 	}
 }
+
+// TestOracleExhausted: an oracle at the end of its range fails writes as
+// internal errors (no retry helps), keeping the cause.
+func TestOracleExhausted(t *testing.T) {
+	var mu sync.Mutex
+	const end = 1<<(64-tso.LogicalBits) - 1
+	clock := time.UnixMilli(end - 5000)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	o, err := tso.Open(filepath.Join(t.TempDir(), "tso"), &tso.Options{Now: now, Window: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := memengine.New()
+	s := kv.New(e, o, kv.Options{Sync: true})
+	t.Cleanup(func() { s.Close(); e.Close() })
+	mu.Lock()
+	clock = time.UnixMilli(end - 500)
+	mu.Unlock()
+	_, err = s.Put(context.Background(), []byte("k"), []byte("v"), kv.DurabilityDefault)
+	if !errors.Is(err, engine.ErrInternal) || !errors.Is(err, tso.ErrExhausted) || errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("put with an exhausted oracle: %v", err)
+	}
+}

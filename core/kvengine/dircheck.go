@@ -19,6 +19,7 @@ import (
 var ignoredEntries = map[string]bool{
 	PluginLockFileName: true,
 	"lost+found":       true,
+	claimTempName:      true, // a claim cut short by a crash
 }
 
 // PluginLockFileName is the name of the lock file the plugin host keeps in
@@ -33,10 +34,6 @@ const (
 	ClaimFileName = ".flaredb-engine"
 	claimTempName = ClaimFileName + ".tmp"
 )
-
-func init() {
-	ignoredEntries[claimTempName] = true // a claim cut short by a crash
-}
 
 // CheckDir decides whether the engine called name, whose databases always
 // hold a file called marker (RocksDB's CURRENT, Badger's MANIFEST), may

@@ -55,6 +55,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -255,7 +256,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		return nil, err
 	}
 	if cfg.RecoverTSO {
-		if s.oracle, err = recoverOracle(ctx, s.eng, tsoPath, log); err != nil {
+		if s.oracle, err = recoverOracle(ctx, s.eng, dataDir, tsoPath, log); err != nil {
 			return nil, err
 		}
 	}
@@ -558,9 +559,19 @@ func engineData(dataDir string) ([]string, error) {
 }
 
 // recoverOracle opens the oracle at path above the newest version eng
-// stores (and above its file's mark, if the file is there), reading every
-// key once.
-func recoverOracle(ctx context.Context, eng engine.Engine, path string, log *slog.Logger) (*tso.Oracle, error) {
+// stores, above the newest file time in the data directory's engine
+// directories (plus a margin), and above its file's mark if the file is
+// there and intact, reading every key once.
+//
+// A deleted key's last version is stored nowhere: the file times stand in
+// for it, as versions follow the clock that stamped the files. Versions
+// that ran ahead of that clock (it was stepped back after they were
+// issued) and belonged to keys since deleted are beyond any recovery; the
+// oracle's own file is the only record of them.
+func recoverOracle(ctx context.Context, eng engine.Engine, dataDir, path string, log *slog.Logger) (*tso.Oracle, error) {
+	if _, err := os.Stat(path); err == nil {
+		log.Warn("--recover-tso with the oracle's file present: recovering anyway; drop the flag once recovered, every start with it reads every key", "file", path)
+	}
 	log.Warn("recovering the timestamp oracle: reading every key's version", "file", path)
 	var newest uint64
 	keys := 0
@@ -572,7 +583,16 @@ func recoverOracle(ctx context.Context, eng engine.Engine, path string, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("recover the timestamp oracle: scan the engine: %w", err)
 	}
-	o, err := tso.Open(path, &tso.Options{Floor: newest})
+	floor := newest
+	newestFile, err := newestFileTime(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("recover the timestamp oracle: %w", err)
+	}
+	if !newestFile.IsZero() {
+		// The oracle's window (3 s) ahead of the clock, and a margin.
+		floor = max(floor, tso.Compose(newestFile.Add(recoverMargin).UnixMilli(), 0))
+	}
+	o, err := tso.Open(path, &tso.Options{Floor: floor})
 	if errors.Is(err, tso.ErrCorrupt) {
 		// Kept aside, not deleted: whoever investigates may want it.
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
@@ -580,13 +600,50 @@ func recoverOracle(ctx context.Context, eng engine.Engine, path string, log *slo
 			return nil, fmt.Errorf("recover the timestamp oracle: move the corrupt file aside: %w", rerr)
 		}
 		log.Warn("the corrupt timestamp-oracle file was moved aside", "file", aside)
-		o, err = tso.Open(path, &tso.Options{Floor: newest})
+		o, err = tso.Open(path, &tso.Options{Floor: floor})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("recover the timestamp oracle: %w", err)
 	}
-	log.Warn("timestamp oracle recovered", "keys", keys, "newest_version", newest, "next_above", o.Last())
+	log.Warn("timestamp oracle recovered", "keys", keys, "newest_version", newest, "newest_file", newestFile, "next_above", o.Last())
 	return o, nil
+}
+
+// recoverMargin is how far above the newest file time a recovered oracle
+// starts: more than the oracle's window, by which versions may run ahead
+// of the clock.
+const recoverMargin = 10 * time.Second
+
+// newestFileTime returns the latest modification time of the files under
+// dataDir's engine directories (zero when there are none).
+func newestFileTime(dataDir string) (time.Time, error) {
+	dirs, err := filepath.Glob(filepath.Join(dataDir, engineDirPrefix+"*"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	var newest time.Time
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(_ string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !e.Type().IsRegular() {
+				return nil
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			if fi.ModTime().After(newest) {
+				newest = fi.ModTime()
+			}
+			return nil
+		})
+		if err != nil {
+			return time.Time{}, fmt.Errorf("read file times in %s: %w", d, err)
+		}
+	}
+	return newest, nil
 }
 
 // ctxStream is a server stream with another context.

@@ -17,22 +17,29 @@ import (
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
 
-// TestOracleFileKeepsVersionsAhead: versions come from the oracle's file,
-// not only the clock. A mark planted an hour ahead (as a clock that was
-// ahead would leave) is honoured; once data exists, a server whose file is
-// missing refuses to start, saying how to recover; --recover-tso starts
-// it above every stored version, so a key deleted and written again does
-// not go back in version.
-func TestOracleFileKeepsVersionsAhead(t *testing.T) {
-	data := t.TempDir()
-	ahead := time.Now().Add(time.Hour)
-	o, err := tso.Open(filepath.Join(data, "tso"), &tso.Options{Now: func() time.Time { return ahead }})
+// plantMark writes the oracle's file in data as an oracle whose clock read
+// at would leave it.
+func plantMark(t *testing.T, data string, at time.Time) {
+	t.Helper()
+	o, err := tso.Open(filepath.Join(data, "tso"), &tso.Options{Now: func() time.Time { return at }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := o.Next(1); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOracleFileKeepsVersionsAhead: versions come from the oracle's file,
+// not only the clock. A mark planted an hour ahead (as a clock that was
+// ahead would leave) is honoured; once data exists, a server whose file is
+// missing refuses to start, saying how to recover; --recover-tso starts
+// it above every stored version and every file time, so a key deleted
+// before the file was lost and written again does not go back in version.
+func TestOracleFileKeepsVersionsAhead(t *testing.T) {
+	data := t.TempDir()
+	ahead := time.Now().Add(time.Hour)
+	plantMark(t, data, ahead)
 	ts := testServer{dataDir: data, name: "rocksdb", open: func(dir string) (engine.Engine, error) {
 		return rocksdbengine.Open(dir, nil)
 	}}
@@ -40,19 +47,41 @@ func TestOracleFileKeepsVersionsAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := kvClient(t, srv)
-	var d uint64
-	for _, k := range []string{"k", "d"} {
-		p, err := c.Put(callCtx(t), &kvpb.PutRequest{Key: []byte(k), Value: []byte("v")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := time.UnixMilli(tso.Physical(p.Version)); got.Before(ahead) {
-			t.Fatalf("put %s at version time %v, before the file's mark %v: the file was ignored", k, got, ahead)
-		}
-		d = p.Version
+	p, err := kvClient(t, srv).Put(callCtx(t), &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.UnixMilli(tso.Physical(p.Version)); got.Before(ahead) {
+		t.Fatalf("put at version time %v, before the file's mark %v: the file was ignored", got, ahead)
 	}
 	stopTest(t, srv)
+
+	// Later, with the clock two hours ahead: d is written, then deleted.
+	further := time.Now().Add(2 * time.Hour)
+	plantMark(t, data, further)
+	srv, err = startTest(t, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kvClient(t, srv)
+	pd, err := c.Put(callCtx(t), &kvpb.PutRequest{Key: []byte("d"), Value: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Delete(callCtx(t), &kvpb.DeleteRequest{Key: []byte("d")}); err != nil {
+		t.Fatal(err)
+	}
+	stopTest(t, srv)
+	// That clock stamped the engine's files too.
+	err = filepath.WalkDir(filepath.Join(data, "engine-rocksdb"), func(p string, e os.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		return os.Chtimes(p, further, further)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if err := os.Remove(filepath.Join(data, "tso")); err != nil {
 		t.Fatal(err)
@@ -72,13 +101,9 @@ func TestOracleFileKeepsVersionsAhead(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start with --recover-tso: %v", err)
 	}
-	c = kvClient(t, srv)
-	if _, err := c.Delete(callCtx(t), &kvpb.DeleteRequest{Key: []byte("d")}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := c.Put(callCtx(t), &kvpb.PutRequest{Key: []byte("d"), Value: []byte("again")})
-	if err != nil || p.Version <= d {
-		t.Fatalf("d written again at version %d (%v), not above its earlier %d", p.Version, err, d)
+	again, err := kvClient(t, srv).Put(callCtx(t), &kvpb.PutRequest{Key: []byte("d"), Value: []byte("again")})
+	if err != nil || again.Version <= pd.Version {
+		t.Fatalf("d written again at version %d (%v), not above its version %d before the delete", again.Version, err, pd.Version)
 	}
 	stopTest(t, srv)
 	// The rebuilt file serves the next start.

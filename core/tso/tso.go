@@ -81,9 +81,11 @@ type Oracle struct {
 	limit    int64 // persisted mark: physical must stay below it
 }
 
-// Open loads the mark from path (creating it when absent) and returns an
-// oracle that issues timestamps above everything issued by any earlier
-// oracle on the same path.
+// Open loads the mark from path (creating it when absent, unless
+// Options.MustExist: then ErrMissing) and returns an oracle that issues
+// timestamps above everything issued by any earlier oracle on the same
+// path, and above Options.Floor. It removes the temporary files an earlier
+// persist left.
 func Open(path string, o *Options) (*Oracle, error) {
 	var opts Options
 	if o != nil {

@@ -136,7 +136,7 @@ func openStore(dir string, o *Options) (*store, error) {
 		WithValueLogFileSize(cfg.ValueLogFileSize).
 		WithNumCompactors(cfg.NumCompactors).
 		WithLogger(newLogger(cfg.Logger))
-	if err := removeEmptyLogs(dir, cfg.Logger); err != nil {
+	if err := withDirLock(dir, func() error { return removeEmptyLogs(dir, cfg.Logger) }); err != nil {
 		return nil, fmt.Errorf("badgerengine: open %s: %w", dir, err)
 	}
 	db, err := openBadger(bo)
@@ -161,11 +161,10 @@ func openStore(dir string, o *Options) (*store, error) {
 	return s, nil
 }
 
-// openBadger opens the database, turning a panic inside Badger (which it
-// uses for some option and file problems) into an error.
 // removeEmptyLogs removes the empty (0-byte) memtable logs (*.mem) and
-// value logs (*.vlog) in dir. Badger creates such a file, then sizes it and
-// writes its header; a process killed in between leaves it empty, and
+// value logs (*.vlog) in dir, whose lock the caller holds (a live Badger
+// has such a file empty for a moment). Badger creates such a file, then
+// sizes it and writes its header; a process killed in between leaves it empty, and
 // Badger's Open then fails on it ("Create a new file", upstream issue
 // dgraph-io/badger#2207) although it holds nothing. Removing it loses
 // nothing: every record Badger writes to these files follows their header.
@@ -196,6 +195,8 @@ func removeEmptyLogs(dir string, log *slog.Logger) error {
 	return nil
 }
 
+// openBadger opens the database, turning a panic inside Badger (which it
+// uses for some option and file problems) into an error.
 func openBadger(bo badger.Options) (db *badger.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {

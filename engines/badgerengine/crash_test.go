@@ -46,3 +46,27 @@ func TestEmptyLogsLeftByCrash(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyLogsOfAnOpenStoreKept: a second open of a directory that a
+// store has open fails on Badger's lock, and leaves the live store's empty
+// log files alone (a live Badger has one for a moment, between creating
+// and sizing it).
+func TestEmptyLogsOfAnOpenStoreKept(t *testing.T) {
+	dir := t.TempDir()
+	s, err := testOpener(t, dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	empty := filepath.Join(dir, "00099.mem")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := testOpener(t, dir, true); err == nil {
+		s2.Close()
+		t.Fatal("opened a directory another store has open")
+	}
+	if _, err := os.Stat(empty); err != nil {
+		t.Fatalf("the second open removed the live store's file: %v", err)
+	}
+}

@@ -474,7 +474,8 @@ func TestCoalescing(t *testing.T) {
 }
 
 // TestMaxBytes: a message holds as many queued calls as fit in MaxBytes
-// (from Options, or set later with SetMaxBytes), in order, and a call
+// (from Options, or set with SetMaxBytes while a session is open), in
+// order, and a call
 // larger than MaxBytes goes alone; the server receives the calls'
 // encodings concatenated.
 func TestMaxBytes(t *testing.T) {
@@ -498,9 +499,6 @@ func TestMaxBytes(t *testing.T) {
 			g := gated(&o)
 			defer g.open()
 			m, _ := newMux(t, o)
-			if setLater {
-				m.SetMaxBytes(maxBytes)
-			}
 			ctx := testCtx(t)
 			var outs []<-chan outcome
 			for i, id := range []uint64{1, 2, 3, 4, 5, 9, 6} { // 1 waits in OnSend while the others queue, in order
@@ -508,6 +506,10 @@ func TestMaxBytes(t *testing.T) {
 				await(t, ctx, g.queued)
 				if i == 0 {
 					await(t, ctx, g.entered)
+					if setLater {
+						// The session is open, its first message on its way.
+						m.SetMaxBytes(maxBytes)
+					}
 				}
 			}
 			g.open()

@@ -153,9 +153,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = os.Getenv("FLAREDB_CONFIG")
 	}
-	for _, name := range config.UnknownEnv(os.Environ()) {
-		fmt.Fprintf(stderr, "flaredb-server: warning: %s is not a setting and is ignored (misspelt? the variables are listed in --help)\n", name)
-	}
+	unknownEnv := config.UnknownEnv(os.Environ())
 	cfg, err := flags.Resolve(path, os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "flaredb-server: %v\n", err)
@@ -172,21 +170,28 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
+	if *printCfg {
+		fmt.Fprint(stdout, cfg.TOML())
+		return exitOK
+	}
+	const envWarning = "is not a setting and is ignored (misspelt? the variables are listed in --help)"
 	if err := server.CheckConfig(cfg, openers); err != nil {
 		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
 	cfg.RecoverTSO = *recoverTSO
-	if *printCfg {
-		fmt.Fprint(stdout, cfg.TOML())
-		return exitOK
-	}
 	if *check {
+		for _, name := range unknownEnv {
+			fmt.Fprintf(stderr, "flaredb-server: warning: %s %s\n", name, envWarning)
+		}
 		fmt.Fprintln(stdout, "configuration is valid")
 		return exitOK
 	}
 
 	log := newLogger(cfg.Log, stderr)
+	for _, name := range unknownEnv {
+		log.Warn("environment variable "+envWarning, "variable", name)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// SIGHUP (a closed terminal, a log rotation's kill -HUP) would kill the
