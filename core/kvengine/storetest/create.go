@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flaredb/flaredb/core/kvengine"
 )
 
 // CrashDuringCreate re-executes the test binary as a child that creates a
@@ -20,16 +23,20 @@ const (
 	createDirEnv  = "FLAREDB_STORETEST_CREATE_DIR"
 	createTestEnv = "FLAREDB_STORETEST_CREATE_TEST"
 	createRounds  = 24 // children killed, each in a fresh directory
-	openingLine   = "opening"
-	openedLine    = "opened"
+	// maxExtraRounds more are killed while none was half-way through.
+	maxExtraRounds = 48
+	openingLine    = "opening"
+	openedLine     = "opened"
 )
 
 // CrashDuringCreate kills, with SIGKILL, child processes that are creating
 // the store in fresh directories. A first child, killed once its store is
 // open, measures how long a creation takes (D); then round i kills its
 // child i/(createRounds-4)×D after the child said it starts to open, so the
-// kills fall at a spread of moments of the creation (and a few after it).
-// Then every directory must
+// kills fall at a spread of moments of the creation (and a few after it),
+// with more rounds while none landed half-way through a creation (a
+// directory holding the library's first files but no open store), which
+// fails the test if it never happens. Then every directory must
 // open (the creation is finished or started again) and keep a synced
 // write across a reopen: a creation killed half-way must never leave a
 // directory the engine refuses.
@@ -47,15 +54,25 @@ func CrashDuringCreate(t *testing.T, open Opener) {
 	}
 	base := t.TempDir()
 	_, took := killChild(t, filepath.Join(base, "db00"), -1)
-	before := 0 // children killed before they had opened the store
-	for i := 1; i < createRounds; i++ {
+	before, halfway := 0, 0 // children killed before their store was open; of those, after it had begun writing files
+	rounds := 1
+	for i := 1; i < createRounds || (halfway == 0 && i < createRounds+maxExtraRounds); i++ {
 		dir := filepath.Join(base, fmt.Sprintf("db%02d", i))
-		if opened, _ := killChild(t, dir, took*time.Duration(i)/(createRounds-4)); !opened {
+		delay := took * time.Duration(i%createRounds) / (createRounds - 4)
+		if opened, _ := killChild(t, dir, delay); !opened {
 			before++
+			if begun(dir) {
+				halfway++
+			}
 		}
+		rounds++
 	}
-	t.Logf("a creation took %v; %d of %d children were killed before their store was open", took, before, createRounds-1)
-	for i := range createRounds {
+	t.Logf("a creation took %v; %d of %d children were killed before their store was open, %d of them half-way through creating it",
+		took, before, rounds-1, halfway)
+	if halfway == 0 {
+		t.Fatalf("in %d rounds no kill landed while the store was being created: the recovery from a half-created store went unchecked", rounds-1)
+	}
+	for i := range rounds {
 		dir := filepath.Join(base, fmt.Sprintf("db%02d", i))
 		s, err := open(t, dir, false)
 		if err != nil {
@@ -74,6 +91,18 @@ func CrashDuringCreate(t *testing.T, open Opener) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// begun reports whether dir holds a file that the store's library wrote
+// (anything but FlareDB's own claim on the directory).
+func begun(dir string) bool {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), kvengine.ClaimFileName) {
+			return true
+		}
+	}
+	return false
 }
 
 // killChild starts a child creating the store in dir and kills it after
