@@ -271,4 +271,13 @@ func TestMisspeltEnvironmentWarned(t *testing.T) {
 	if !strings.Contains(stderr.String(), "FLAREDB_ENGIN is not a setting") {
 		t.Fatalf("no warning for FLAREDB_ENGIN:\n%s", stderr.String())
 	}
+	// A refused configuration names it too: it may be why.
+	cmd = exec.Command(bin("flaredb-server"), "--data-dir", t.TempDir(), "--engine", "plugin", "--check-config")
+	cmd.Env = append(cleanEnv(), "FLAREDB_PLUGIN_PAHT=/x")
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "FLAREDB_PLUGIN_PAHT is not a setting") ||
+		!strings.Contains(stderr.String(), "engine.plugin.path") {
+		t.Fatalf("refused configuration with a misspelt variable: %v\n%s", err, stderr.String())
+	}
 }

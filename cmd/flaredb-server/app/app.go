@@ -153,9 +153,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = os.Getenv("FLAREDB_CONFIG")
 	}
+	// Variables that set nothing (typos, most likely) are named: in the
+	// log when serving, else on stderr, where a refused configuration may
+	// be explained by them.
 	unknownEnv := config.UnknownEnv(os.Environ())
+	const envWarning = "is not a setting and is ignored (misspelt? the variables are listed in --help)"
+	warnEnv := func() {
+		for _, name := range unknownEnv {
+			fmt.Fprintf(stderr, "flaredb-server: warning: %s %s\n", name, envWarning)
+		}
+	}
 	cfg, err := flags.Resolve(path, os.LookupEnv)
 	if err != nil {
+		warnEnv()
 		fmt.Fprintf(stderr, "flaredb-server: %v\n", err)
 		return exitConfig
 	}
@@ -167,6 +177,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err := cfg.Validate(compiled); err != nil {
+		warnEnv()
 		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
@@ -174,16 +185,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, cfg.TOML())
 		return exitOK
 	}
-	const envWarning = "is not a setting and is ignored (misspelt? the variables are listed in --help)"
 	if err := server.CheckConfig(cfg, openers); err != nil {
+		warnEnv()
 		fmt.Fprintf(stderr, "flaredb-server: invalid configuration:\n%v\n", err)
 		return exitConfig
 	}
 	cfg.RecoverTSO = *recoverTSO
 	if *check {
-		for _, name := range unknownEnv {
-			fmt.Fprintf(stderr, "flaredb-server: warning: %s %s\n", name, envWarning)
-		}
+		warnEnv()
 		fmt.Fprintln(stdout, "configuration is valid")
 		return exitOK
 	}
