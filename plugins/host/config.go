@@ -49,9 +49,11 @@ type Config struct {
 	// SHA256 is the expected SHA-256 checksum of the binary, in hex. When
 	// set, the binary is hashed before each launch (restarts included) and
 	// a mismatch refuses to start it with an error matching
-	// ErrChecksumMismatch. Empty means no check. It guards against a wrong
-	// or damaged binary, not against someone who can replace the file: the
-	// file is hashed, then executed by its path.
+	// ErrChecksumMismatch. Empty means no check. On Linux the file that was
+	// hashed is the one executed (through its open descriptor), so a file
+	// replaced after the check does not run; elsewhere, and for scripts
+	// (their interpreter reopens them by path), the file is executed by its
+	// path after the check.
 	SHA256 string
 	// StartTimeout bounds a launch, from exec to a completed handshake
 	// (default 30s). A plugin that takes longer is killed and the launch

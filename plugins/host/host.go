@@ -154,8 +154,11 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("plugin", filepath.Base(cfg.Path))
-	if err := checkBinary(cfg); err != nil {
+	// Refuse a bad binary before taking the lock; each launch checks again.
+	if f, err := checkBinaryFile(cfg); err != nil {
 		return nil, err
+	} else if f != nil {
+		f.Close()
 	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -184,40 +187,55 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 }
 
 // checkBinary verifies that the binary exists, is executable and has the
-// configured checksum.
-func checkBinary(cfg Config) error {
+// configured checksum. With a checksum, it returns the file it hashed,
+// open, for the launch to execute that very file (see execPath); the caller
+// closes it once the process has started. Without one, the file is nil.
+func checkBinary(cfg Config) (*os.File, error) {
+	f, err := checkBinaryFile(cfg)
+	if err == nil && f != nil && testHookVerified != nil {
+		testHookVerified(cfg.Path)
+	}
+	return f, err
+}
+
+// testHookVerified, when set (by tests), runs after a binary passed its
+// checksum and before it is started.
+var testHookVerified func(path string)
+
+func checkBinaryFile(cfg Config) (*os.File, error) {
 	fi, err := os.Stat(cfg.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("host: plugin binary %s does not exist: %w", cfg.Path, err)
+		return nil, fmt.Errorf("host: plugin binary %s does not exist: %w", cfg.Path, err)
 	}
 	if err != nil {
-		return fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: %s is not a regular file (mode %v)", ErrNotExecutable, cfg.Path, fi.Mode())
+		return nil, fmt.Errorf("%w: %s is not a regular file (mode %v)", ErrNotExecutable, cfg.Path, fi.Mode())
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%w: %s has no execute permission (mode %v): chmod +x it", ErrNotExecutable, cfg.Path, fi.Mode().Perm())
+		return nil, fmt.Errorf("%w: %s has no execute permission (mode %v): chmod +x it", ErrNotExecutable, cfg.Path, fi.Mode().Perm())
 	}
 	if cfg.SHA256 == "" {
-		return nil
+		return nil, nil
 	}
 	want, _ := hex.DecodeString(cfg.SHA256) // validated by Config.Validate
 	f, err := os.Open(cfg.Path)
 	if err != nil {
-		return fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
 	}
-	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("host: hash plugin binary %s: %w", cfg.Path, err)
+		f.Close()
+		return nil, fmt.Errorf("host: hash plugin binary %s: %w", cfg.Path, err)
 	}
 	got := h.Sum(nil)
 	if subtle.ConstantTimeCompare(got, want) != 1 {
-		return fmt.Errorf("%w: %s has SHA-256 %x, the configuration expects %s: "+
+		f.Close()
+		return nil, fmt.Errorf("%w: %s has SHA-256 %x, the configuration expects %s: "+
 			"the binary was replaced, or the configured checksum is out of date", ErrChecksumMismatch, cfg.Path, got, cfg.SHA256)
 	}
-	return nil
+	return f, nil
 }
 
 // SHA256File returns the hex SHA-256 checksum of the file at path, the
@@ -260,8 +278,12 @@ func handshakeEnv(kv string) bool {
 // launch starts one generation of the plugin, bounded by ctx and
 // Config.StartTimeout.
 func (p *Plugin) launch(ctx context.Context) (*generation, error) {
-	if err := checkBinary(p.cfg); err != nil {
+	bin, err := checkBinary(p.cfg)
+	if err != nil {
 		return nil, err
+	}
+	if bin != nil {
+		defer bin.Close() // the process has started, or failed to, by then
 	}
 	opts, err := json.Marshal(p.cfg.Options)
 	if err != nil {
@@ -272,7 +294,7 @@ func (p *Plugin) launch(ctx context.Context) (*generation, error) {
 		pluginproto.EnvOptions + "=" + string(opts),
 		pluginproto.EnvLogLevel + "=" + logLevelName(p.log),
 	}
-	r := newProcRunner(p.cfg.Path, p.cfg.Args, p.log)
+	r := newProcRunner(p.cfg.Path, bin, p.cfg.Args, p.log)
 	stdout, stderr := &lineLogger{log: p.log, stream: "stdout"}, &lineLogger{log: p.log, stream: "stderr"}
 	var socketDir string
 	client := plugin.NewClient(&plugin.ClientConfig{

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -773,4 +774,80 @@ func TestEscapee(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestVerifiedBinaryIsExecuted: the binary is replaced between its
+// checksum check and its start (as by someone who can write the file):
+// the host still starts the bytes it verified (on Linux, by executing the
+// file it hashed), not the replacement, and names the path it was given.
+func TestVerifiedBinaryIsExecuted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("executing the verified descriptor needs /proc/self/fd")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "plugin")
+	copyFile := func(from, to string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(bins["memory"], path)
+	sum, err := host.SHA256File(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := 0
+	host.SetTestHookVerified(func(p string) {
+		if p != path || swapped > 0 {
+			return
+		}
+		swapped++
+		// The replacement hangs at start, unlike the verified plugin.
+		copyFile(bins["hang"], path+".new")
+		if err := os.Rename(path+".new", path); err != nil {
+			t.Error(err)
+		}
+	})
+	defer host.SetTestHookVerified(nil)
+	p, _ := launch(t, "memory", func(c *host.Config) {
+		c.Path, c.SHA256 = path, sum
+		c.StartTimeout = 20 * time.Second
+	})
+	if swapped != 1 {
+		t.Fatalf("the binary was swapped %d times", swapped)
+	}
+	if d := p.Describe(); d.Name != "memory" {
+		t.Fatalf("started %+v, not the verified memory plugin", d)
+	}
+	// What runs is the verified binary, under the configured name.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if argv0, _, _ := strings.Cut(string(b), "\x00"); argv0 != path {
+		t.Fatalf("the plugin's argv[0] is %q, want %q", argv0, path)
+	}
+}
+
+// TestVerifiedScriptStarts: a plugin started through a script (a wrapper
+// setting something up, say) with a checksum still starts: a script is
+// executed by its path, as its interpreter must reopen it.
+func TestVerifiedScriptStarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wrapper.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexec "+bins["memory"]+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := host.SHA256File(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := launch(t, "memory", func(c *host.Config) { c.Path, c.SHA256 = path, sum })
+	if d := p.Describe(); d.Name != "memory" {
+		t.Fatalf("started %+v", d)
+	}
 }

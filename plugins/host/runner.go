@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -36,6 +37,7 @@ const headBytes = 4096
 // Its methods are safe for concurrent use.
 type procRunner struct {
 	path string
+	bin  *os.File // the verified binary, open (nil without a checksum); owned by the launch
 	args []string
 	log  *slog.Logger
 
@@ -58,15 +60,18 @@ type procRunner struct {
 
 var _ runner.Runner = (*procRunner)(nil)
 
-func newProcRunner(path string, args []string, log *slog.Logger) *procRunner {
-	return &procRunner{path: path, args: args, log: log, exited: make(chan struct{})}
+// newProcRunner returns a runner of the binary at path; bin, when not nil,
+// is that binary open, as its checksum was verified (see execPath).
+func newProcRunner(path string, bin *os.File, args []string, log *slog.Logger) *procRunner {
+	return &procRunner{path: path, bin: bin, args: args, log: log, exited: make(chan struct{})}
 }
 
 // prepare builds the command with the given environment (the host's,
 // go-plugin's handshake variables, the mTLS certificate, the socket
 // directory and the host's own variables).
 func (r *procRunner) prepare(env []string) {
-	cmd := exec.Command(r.path, r.args...)
+	cmd := exec.Command(execPath(r.path, r.bin), r.args...)
+	cmd.Args[0] = r.path // what the plugin sees as its name
 	cmd.Env = env
 	setProcAttr(cmd)
 	r.mu.Lock()
@@ -105,6 +110,11 @@ func (r *procRunner) Start(context.Context) error {
 	if err != nil {
 		_ = outR.Close()
 		_ = errR.Close()
+		// Name the binary, not the descriptor it was executed by.
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path != r.path {
+			pe.Path = r.path
+		}
 		r.execErr = err
 		return err
 	}
