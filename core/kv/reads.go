@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/metrics"
 )
 
 // readBatcher merges concurrent reads into one engine Read, so that one
@@ -25,6 +26,7 @@ type readBatcher struct {
 	maxKeys int
 	timeout time.Duration
 	log     *slog.Logger
+	m       *metrics.Metrics // may be nil
 
 	mu     sync.Mutex
 	queue  []*readReq
@@ -93,6 +95,7 @@ func (b *readBatcher) run(batch []*readReq, keys int) {
 	for _, r := range batch {
 		all = append(all, r.keys...)
 	}
+	b.m.ObserveReadBatch(keys)
 	es, err := b.call(all)
 	if err != nil && len(batch) > 1 && (errors.Is(err, engine.ErrTooLarge) || errors.Is(err, engine.ErrInvalidArgument)) {
 		for _, r := range batch {

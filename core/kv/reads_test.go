@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/metrics"
 	"github.com/flaredb/flaredb/core/tso"
 	"github.com/flaredb/flaredb/engines/memengine"
 )
@@ -42,7 +45,8 @@ func TestBatchedReads(t *testing.T) {
 	}
 	mem := memengine.New()
 	g := &gatedReads{Engine: mem, entered: make(chan struct{}), release: make(chan struct{})}
-	s := New(g, o, Options{BatchReads: true, ReadDepth: 1})
+	m := metrics.New()
+	s := New(g, o, Options{BatchReads: true, ReadDepth: 1, Metrics: m})
 	defer s.Close()
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
@@ -93,5 +97,19 @@ func TestBatchedReads(t *testing.T) {
 	}
 	if k := g.keys.Load(); k != 1+2*n+1 {
 		t.Fatalf("engine read %d keys, want %d", k, 1+2*n+1)
+	}
+	// The read_batch_keys histogram saw the same two merged reads.
+	mf, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *dto.Histogram
+	for _, f := range mf {
+		if f.GetName() == "flaredb_read_batch_keys" {
+			h = f.GetMetric()[0].GetHistogram()
+		}
+	}
+	if h == nil || h.GetSampleCount() != 2 || h.GetSampleSum() != 1+2*n+1 {
+		t.Fatalf("read_batch_keys histogram %v, want 2 reads of %d keys in all", h, 1+2*n+1)
 	}
 }

@@ -159,7 +159,7 @@ func New(eng engine.Engine, oracle *tso.Oracle, opts Options) *Service {
 		}
 	}
 	if opts.BatchReads {
-		s.reads = &readBatcher{eng: eng, depth: opts.ReadDepth, maxKeys: 4096, timeout: opts.CallTimeout, log: opts.Logger}
+		s.reads = &readBatcher{eng: eng, depth: opts.ReadDepth, maxKeys: 4096, timeout: opts.CallTimeout, log: opts.Logger, m: opts.Metrics}
 	}
 	go s.pipeline()
 	return s

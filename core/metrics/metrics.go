@@ -22,6 +22,7 @@ type Metrics struct {
 	EngineTime *prometheus.HistogramVec
 	CASFailed  prometheus.Counter
 	StreamOps  prometheus.Histogram // requests per multiplexed stream message
+	ReadBatch  prometheus.Histogram // keys per merged engine Read (plugin engines)
 }
 
 // New creates and registers the collectors, including the Go runtime and
@@ -62,8 +63,13 @@ func New() *Metrics {
 			Help:    "Requests carried by one message of the multiplexed stream.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		ReadBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "flaredb", Name: "read_batch_keys",
+			Help:    "Keys merged into one engine Read by the read batcher (plugin engines only; in-process engines are read directly).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
 	}
-	r.MustRegister(m.Requests, m.Latency, m.InFlight, m.GroupSize, m.EngineTime, m.CASFailed, m.StreamOps,
+	r.MustRegister(m.Requests, m.Latency, m.InFlight, m.GroupSize, m.EngineTime, m.CASFailed, m.StreamOps, m.ReadBatch,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -82,6 +88,14 @@ func (m *Metrics) ObserveGroup(n int) {
 		return
 	}
 	m.GroupSize.Observe(float64(n))
+}
+
+// ObserveReadBatch records the keys of one merged engine Read.
+func (m *Metrics) ObserveReadBatch(keys int) {
+	if m == nil {
+		return
+	}
+	m.ReadBatch.Observe(float64(keys))
 }
 
 // ConditionFailed counts one failed condition.
