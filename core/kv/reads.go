@@ -95,7 +95,6 @@ func (b *readBatcher) run(batch []*readReq, keys int) {
 	for _, r := range batch {
 		all = append(all, r.keys...)
 	}
-	b.m.ObserveReadBatch(keys)
 	es, err := b.call(all)
 	if err != nil && len(batch) > 1 && (errors.Is(err, engine.ErrTooLarge) || errors.Is(err, engine.ErrInvalidArgument)) {
 		for _, r := range batch {
@@ -120,6 +119,7 @@ func (b *readBatcher) run(batch []*readReq, keys int) {
 // completion, bounded by timeout, so that every caller in it gets an
 // answer.
 func (b *readBatcher) call(keys [][]byte) ([]engine.Entry, error) {
+	b.m.ObserveReadBatch(len(keys))
 	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
 	es, err := b.eng.Read(ctx, keys)

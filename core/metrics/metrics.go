@@ -65,7 +65,7 @@ func New() *Metrics {
 		}),
 		ReadBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "flaredb", Name: "read_batch_keys",
-			Help:    "Keys merged into one engine Read by the read batcher (plugin engines only; in-process engines are read directly).",
+			Help:    "Keys of each engine Read made by the read batcher, which merges concurrent reads (plugin engines only; in-process engines are read directly).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
 		}),
 	}
@@ -90,7 +90,7 @@ func (m *Metrics) ObserveGroup(n int) {
 	m.GroupSize.Observe(float64(n))
 }
 
-// ObserveReadBatch records the keys of one merged engine Read.
+// ObserveReadBatch records the keys of one engine Read of the read batcher.
 func (m *Metrics) ObserveReadBatch(keys int) {
 	if m == nil {
 		return

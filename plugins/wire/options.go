@@ -26,8 +26,8 @@ func ServerOptions() []grpc.ServerOption {
 }
 
 // DialOptions returns the gRPC dial options the engine protocol needs
-// (message limits raised to MaxMessageSize, a fixed flow-control window). They set no transport
-// credentials: the caller adds its own.
+// (message limits raised to MaxMessageSize, a fixed flow-control window).
+// They set no transport credentials: the caller adds its own.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(
