@@ -49,11 +49,12 @@ type Config struct {
 	// SHA256 is the expected SHA-256 checksum of the binary, in hex. When
 	// set, the binary is hashed before each launch (restarts included) and
 	// a mismatch refuses to start it with an error matching
-	// ErrChecksumMismatch. Empty means no check. On Linux the file that was
-	// hashed is the one executed (through its open descriptor), so a file
-	// replaced after the check does not run; elsewhere, and for scripts
-	// (their interpreter reopens them by path), the file is executed by its
-	// path after the check.
+	// ErrChecksumMismatch. Empty means no check. On Linux the bytes that
+	// were hashed are copied, as they are hashed, into a sealed memory file,
+	// and that copy is executed: a binary replaced or rewritten in place
+	// after the check does not run (the copy stays in memory while the
+	// plugin runs). Elsewhere, and for scripts (their interpreter reopens
+	// them by path), the file is executed by its path after the check.
 	SHA256 string
 	// StartTimeout bounds a launch, from exec to a completed handshake
 	// (default 30s). A plugin that takes longer is killed and the launch

@@ -3,18 +3,61 @@
 package host
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
+// snapshotBinary copies the binary src into a sealed memory file while
+// writing its bytes to h, and returns that file (src is closed). The seals
+// forbid every later write, so executing it runs exactly the bytes that
+// were hashed, whatever happens to the file at its path afterwards:
+// replaced by a rename, or rewritten in place (as by cp). It costs a copy
+// of the binary in memory for as long as the plugin runs. src is closed
+// on error too. Where memory
+// files are not available (a kernel without memfd_create, a sandbox that
+// forbids it) it hashes src itself and returns it, still open: executing
+// that descriptor defeats a replacement by rename, not a rewrite in place.
+func snapshotBinary(src *os.File, h io.Writer) (*os.File, error) {
+	const flags = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING
+	fd, err := unix.MemfdCreate("flaredb-plugin", flags|unix.MFD_EXEC)
+	if errors.Is(err, unix.EINVAL) {
+		// Kernels before 6.3 know no MFD_EXEC; their memory files are
+		// executable anyway.
+		fd, err = unix.MemfdCreate("flaredb-plugin", flags)
+	}
+	if err != nil {
+		if _, err := io.Copy(h, src); err != nil {
+			src.Close()
+			return nil, err
+		}
+		return src, nil
+	}
+	mem := os.NewFile(uintptr(fd), "memfd:flaredb-plugin")
+	_, err = io.Copy(io.MultiWriter(h, mem), src)
+	src.Close()
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("seal the copy of the binary: %w", err)
+	}
+	return mem, nil
+}
+
 // execPath returns the path to execute the plugin binary by. When the
-// binary was verified against its checksum, bin is the file that was
-// hashed, still open: executing /proc/self/fd/N runs exactly those bytes,
-// even if the file at path was replaced since (the kernel resolves the
-// path in the child, where the descriptor is still open, before it closes
-// descriptors on exec). Without /proc, without a checksum, or for a script
-// (its interpreter reopens the file by the path it is given, after the
-// descriptor was closed on exec), it is path.
+// binary was verified against its checksum, bin holds the bytes that were
+// hashed (see snapshotBinary), open: executing /proc/self/fd/N runs exactly
+// those (the kernel resolves the path in the child, where the descriptor is
+// still open, before it closes descriptors on exec). Without /proc, without
+// a checksum, or for a script (its interpreter reopens the file by the path
+// it is given, after the descriptor was closed on exec), it is path.
 func execPath(path string, bin *os.File) string {
 	if bin == nil {
 		return path

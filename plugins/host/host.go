@@ -187,9 +187,10 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 }
 
 // checkBinary verifies that the binary exists, is executable and has the
-// configured checksum. With a checksum, it returns the file it hashed,
-// open, for the launch to execute that very file (see execPath); the caller
-// closes it once the process has started. Without one, the file is nil.
+// configured checksum. With a checksum, it returns the bytes it hashed, in
+// a file no one can change (see snapshotBinary), for the launch to execute
+// (see execPath); the caller closes it once the process has started.
+// Without one, the file is nil.
 func checkBinary(cfg Config) (*os.File, error) {
 	f, err := checkBinaryFile(cfg)
 	if err == nil && f != nil && testHookVerified != nil {
@@ -225,8 +226,7 @@ func checkBinaryFile(cfg Config) (*os.File, error) {
 		return nil, fmt.Errorf("host: plugin binary %s: %w", cfg.Path, err)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		f.Close()
+	if f, err = snapshotBinary(f, h); err != nil {
 		return nil, fmt.Errorf("host: hash plugin binary %s: %w", cfg.Path, err)
 	}
 	got := h.Sum(nil)

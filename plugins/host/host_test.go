@@ -776,17 +776,16 @@ func TestEscapee(t *testing.T) {
 	})
 }
 
-// TestVerifiedBinaryIsExecuted: the binary is replaced between its
-// checksum check and its start (as by someone who can write the file):
-// the host still starts the bytes it verified (on Linux, by executing the
-// file it hashed), not the replacement, and names the path it was given.
+// TestVerifiedBinaryIsExecuted: the binary is changed between its
+// checksum check and its start (as by someone who can write the file),
+// either replaced by a rename or rewritten in place (as cp does): the host
+// still starts the bytes it verified (on Linux, from a sealed copy made
+// while hashing), not the new ones, and names the path it was given.
 func TestVerifiedBinaryIsExecuted(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("executing the verified descriptor needs /proc/self/fd")
+		t.Skip("executing the verified bytes needs Linux's memory files and /proc/self/fd")
 	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "plugin")
-	copyFile := func(from, to string) {
+	copyFile := func(t *testing.T, from, to string) {
 		t.Helper()
 		b, err := os.ReadFile(from)
 		if err != nil {
@@ -796,41 +795,59 @@ func TestVerifiedBinaryIsExecuted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	copyFile(bins["memory"], path)
-	sum, err := host.SHA256File(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	swapped := 0
-	host.SetTestHookVerified(func(p string) {
-		if p != path || swapped > 0 {
-			return
-		}
-		swapped++
-		// The replacement hangs at start, unlike the verified plugin.
-		copyFile(bins["hang"], path+".new")
-		if err := os.Rename(path+".new", path); err != nil {
-			t.Error(err)
-		}
-	})
-	defer host.SetTestHookVerified(nil)
-	p, _ := launch(t, "memory", func(c *host.Config) {
-		c.Path, c.SHA256 = path, sum
-		c.StartTimeout = 20 * time.Second
-	})
-	if swapped != 1 {
-		t.Fatalf("the binary was swapped %d times", swapped)
-	}
-	if d := p.Describe(); d.Name != "memory" {
-		t.Fatalf("started %+v, not the verified memory plugin", d)
-	}
-	// What runs is the verified binary, under the configured name.
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.PID()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if argv0, _, _ := strings.Cut(string(b), "\x00"); argv0 != path {
-		t.Fatalf("the plugin's argv[0] is %q, want %q", argv0, path)
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, path, with string)
+	}{
+		{"renamed over", func(t *testing.T, path, with string) {
+			copyFile(t, with, path+".new")
+			if err := os.Rename(path+".new", path); err != nil {
+				t.Error(err)
+			}
+		}},
+		{"rewritten in place", func(t *testing.T, path, with string) {
+			copyFile(t, with, path) // truncates and writes the same inode
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "plugin")
+			copyFile(t, bins["memory"], path)
+			sum, err := host.SHA256File(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := 0
+			host.SetTestHookVerified(func(p string) {
+				if p != path || changed > 0 {
+					return
+				}
+				changed++
+				// The new bytes hang at start, unlike the verified plugin.
+				tc.change(t, path, bins["hang"])
+				if now, err := host.SHA256File(path); err != nil || now == sum {
+					t.Errorf("the binary was not changed: sha256 %s, err %v", now, err)
+				}
+			})
+			defer host.SetTestHookVerified(nil)
+			p, _ := launch(t, "memory", func(c *host.Config) {
+				c.Path, c.SHA256 = path, sum
+				c.StartTimeout = 20 * time.Second
+			})
+			if changed != 1 {
+				t.Fatalf("the binary was changed %d times", changed)
+			}
+			if d := p.Describe(); d.Name != "memory" {
+				t.Fatalf("started %+v, not the verified memory plugin", d)
+			}
+			// What runs is the verified binary, under the configured name.
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.PID()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if argv0, _, _ := strings.Cut(string(b), "\x00"); argv0 != path {
+				t.Fatalf("the plugin's argv[0] is %q, want %q", argv0, path)
+			}
+		})
 	}
 }
 
