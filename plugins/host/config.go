@@ -56,7 +56,8 @@ type Config struct {
 	// plugin runs). Elsewhere, and for scripts (their interpreter reopens
 	// them by path), the file is executed by its path after the check.
 	SHA256 string
-	// StartTimeout bounds a launch, from exec to a completed handshake
+	// StartTimeout bounds a launch, from exec to a completed handshake:
+	// the go-plugin line, the connection and the engine's description
 	// (default 30s). A plugin that takes longer is killed and the launch
 	// fails with an error matching ErrStartTimeout.
 	StartTimeout time.Duration

@@ -344,20 +344,22 @@ func (p *Plugin) launch(ctx context.Context) (*generation, error) {
 
 	startCtx, cancel := context.WithTimeout(ctx, p.cfg.StartTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := client.Start()
-		done <- err
-	}()
-	var startErr error
-	aborted := false
-	select {
-	case startErr = <-done:
-	case <-startCtx.Done():
-		aborted = true
+	// bounded runs one step of go-plugin's start, which watches no context
+	// of ours, within startCtx: when startCtx ends first, the plugin is
+	// killed and its pipes closed, which ends go-plugin's wait for it
+	// (Start waits for the handshake line on standard output; Client for
+	// the connection, which the plugin's exit cancels).
+	bounded := func(step func() error) (aborted bool, err error) {
+		done := make(chan error, 1)
+		go func() { done <- step() }()
+		select {
+		case err = <-done:
+			return false, err
+		case <-startCtx.Done():
+		}
 		_ = r.Kill(context.Background())
-		// go-plugin's Start returns once the plugin's standard output is
-		// closed; a process that left the plugin's group may hold it open.
+		// A process that left the plugin's group may hold its standard
+		// output open.
 		if r.PID() != 0 {
 			select {
 			case <-r.exited:
@@ -370,22 +372,42 @@ func (p *Plugin) launch(ctx context.Context) (*generation, error) {
 		case <-time.After(reapTimeout):
 			p.log.Error("plugin launch did not stop after the plugin was killed", "pid", r.PID())
 		}
+		return true, nil
 	}
+	aborted, startErr := bounded(func() error {
+		_, err := client.Start()
+		return err
+	})
 	if aborted || startErr != nil {
 		cleanup()
 		return nil, p.startError(ctx, r, aborted, startErr)
 	}
 
-	rpc, err := client.Client()
-	if err == nil {
-		var raw any
-		raw, err = rpc.Dispense(pluginproto.PluginName)
-		if err == nil {
-			var ok bool
-			if g.eng, ok = raw.(*wire.Client); !ok {
-				err = fmt.Errorf("host: dispensed %T, not an engine client", raw)
-			}
+	// A plugin that printed its handshake and then stopped answering
+	// (frozen, or wedged before serving) holds Client until gRPC's own
+	// connect timeout, about 20s: bound it as the handshake is.
+	aborted, err = bounded(func() error {
+		rpc, err := client.Client()
+		if err != nil {
+			return err
 		}
+		raw, err := rpc.Dispense(pluginproto.PluginName)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if g.eng, ok = raw.(*wire.Client); !ok {
+			return fmt.Errorf("host: dispensed %T, not an engine client", raw)
+		}
+		return nil
+	})
+	if aborted {
+		cleanup()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("host: start plugin %s: %w", p.cfg.Path, ctx.Err())
+		}
+		return nil, fmt.Errorf("%w: plugin %s printed its handshake but did not accept the connection within %v, and was killed%s",
+			ErrStartTimeout, p.cfg.Path, p.cfg.StartTimeout, stderrNote(r))
 	}
 	if err == nil {
 		g.desc, err = g.eng.Handshake(startCtx)

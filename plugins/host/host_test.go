@@ -868,3 +868,72 @@ func TestVerifiedScriptStarts(t *testing.T) {
 		t.Fatalf("started %+v", d)
 	}
 }
+
+// TestFrozenAfterHandshake: a plugin that prints its handshake line and
+// then stops answering (frozen with SIGSTOP before it accepts the
+// connection) is killed once StartTimeout has passed, like one that never
+// prints it; Launch fails with ErrStartTimeout, nothing is left running and
+// the data directory is free again.
+func TestFrozenAfterHandshake(t *testing.T) {
+	if _, err := exec.LookPath("mkfifo"); err != nil {
+		t.Fatalf("mkfifo is needed for this test: %v", err)
+	}
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "plugin.pid")
+	script := filepath.Join(dir, "freeze.sh")
+	// The wrapper passes the plugin's first line (its handshake) on, after
+	// stopping the plugin.
+	body := fmt.Sprintf(`#!/bin/sh
+d=$(mktemp -d)
+mkfifo "$d/out"
+%s "$@" >"$d/out" &
+pid=$!
+echo $pid > %s
+exec 3<"$d/out"
+read -r line <&3
+kill -STOP $pid
+printf '%%s\n' "$line"
+rm -rf "$d"
+wait $pid
+`, bins["memory"], pidFile)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		p, err := host.Launch(ctxT(t), host.Config{Path: script, DataDir: data, SocketDir: t.TempDir(), StartTimeout: time.Second}, nil)
+		if err == nil {
+			_ = p.Close()
+		}
+		done <- err
+	}()
+	// Without a bound of its own, go-plugin's connection waits about 20s
+	// (gRPC's connect timeout): ten times StartTimeout tells a hang apart,
+	// and is no measure of speed.
+	select {
+	case err := <-done:
+		if !errors.Is(err, host.ErrStartTimeout) || !strings.Contains(err.Error(), "did not accept the connection") {
+			t.Fatalf("launch: %v, want ErrStartTimeout for a plugin that did not accept the connection", err)
+		}
+		t.Log(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Launch still blocked 10s after a 1s start timeout")
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if haveProc() && !waitFor(func() bool { return !processAlive(pid) }) {
+		t.Errorf("the frozen plugin %d survived the failed launch", pid)
+	}
+	ok, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: data}, nil)
+	if err != nil {
+		t.Fatalf("data directory still locked after the failed launch: %v", err)
+	}
+	_ = ok.Close()
+}
