@@ -937,3 +937,27 @@ wait $pid
 	}
 	_ = ok.Close()
 }
+
+// TestRawStdoutDrained: a plugin not built with the SDK writes long lines
+// (no newline, 100 KiB a call) straight to its standard output, the pipe
+// its handshake came on. The host keeps reading it, so the plugin never
+// blocks on a full pipe: every call is answered, and the output is logged.
+func TestRawStdoutDrained(t *testing.T) {
+	p, rec := launch(t, "rawout", nil)
+	for i := 1; i <= 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := p.Apply(ctx, []engine.Write{put("k", "v", uint64(i))}, engine.ApplyOptions{})
+		cancel()
+		if err != nil {
+			t.Fatalf("apply %d: %v (restarts %d)", i, err, p.Status().Restarts)
+		}
+	}
+	// 500 KiB were written: the log has them, in pieces of at most
+	// maxLogLine (64 KiB), as stdout.
+	if !waitFor(func() bool { return len(rec.find("stream=stdout", "xxxx")) >= 500/64 }) {
+		t.Fatalf("the plugin's standard output was not logged: %d pieces", len(rec.find("stream=stdout", "xxxx")))
+	}
+	if got := rec.find("stream=stdout", "rawout: apply output"); len(got) == 0 {
+		t.Error("the output's marker was not logged")
+	}
+}

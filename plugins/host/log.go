@@ -55,13 +55,20 @@ func (t *tail) String() string {
 // onwards), and keeping the last lines in t. Malformed input is logged as it
 // is, never trusted.
 func forwardStderr(r io.Reader, log *slog.Logger, t *tail) {
-	br := bufio.NewReaderSize(r, maxLogLine)
+	forwardLines(bufio.NewReaderSize(r, maxLogLine), log, t, "stderr")
+}
+
+// forwardLines is forwardStderr for any stream: its lines are logged with
+// the attribute stream, and kept in t unless t is nil.
+func forwardLines(br *bufio.Reader, log *slog.Logger, t *tail, stream string) {
 	inPanic := false
 	for {
 		line, err := br.ReadSlice('\n')
 		if s := strings.TrimRight(string(line), "\r\n"); s != "" {
-			t.add(s)
-			inPanic = logLine(log, s, inPanic)
+			if t != nil {
+				t.add(s)
+			}
+			inPanic = logLine(log, s, inPanic, stream)
 		}
 		if err == bufio.ErrBufferFull {
 			continue
@@ -72,8 +79,9 @@ func forwardStderr(r io.Reader, log *slog.Logger, t *tail) {
 	}
 }
 
-// logLine logs one line of plugin output and returns the new panic state.
-func logLine(log *slog.Logger, s string, inPanic bool) bool {
+// logLine logs one line of the plugin's output stream and returns the new
+// panic state.
+func logLine(log *slog.Logger, s string, inPanic bool, stream string) bool {
 	ctx := context.Background()
 	if strings.HasPrefix(s, "{") {
 		var m map[string]any
@@ -110,7 +118,7 @@ func logLine(log *slog.Logger, s string, inPanic bool) bool {
 	if inPanic {
 		level = slog.LevelError
 	}
-	log.Log(ctx, level, s, "stream", "stderr")
+	log.Log(ctx, level, s, "stream", stream)
 	return inPanic
 }
 

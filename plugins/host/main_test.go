@@ -27,6 +27,7 @@ var binPackages = map[string]testbin.Spec{
 	"hang":     {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/hang"},
 	"badproto": {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/badproto"},
 	"crashy":   {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/crashy"},
+	"rawout":   {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/rawout"},
 	"testhost": {Pkg: "github.com/flaredb/flaredb/plugins/internal/testhost"},
 	// The rocksdb plugin built without cgo: it must still build, and fail
 	// at start with a clear message.

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -22,6 +23,11 @@ import (
 // a failed handshake.
 const headBytes = 4096
 
+// handshakeLineMax bounds the first line of the plugin's standard output
+// passed to go-plugin as its handshake (one is a few hundred bytes, a
+// kilobyte or two with its certificate).
+const handshakeLineMax = 16 << 10
+
 // procRunner is the go-plugin runner.Runner for one launch of a plugin
 // process. The host provides its own (through ClientConfig.RunnerFunc)
 // rather than go-plugin's default, to:
@@ -30,8 +36,12 @@ const headBytes = 4096
 //     group (so nothing the plugin started survives it);
 //   - read the plugin's standard error itself, robustly, into slog (and keep
 //     its last lines for startup errors), instead of go-plugin's parser;
-//   - keep the first bytes of its standard output, to tell a garbage
-//     handshake or a protocol mismatch apart;
+//   - pass go-plugin only the first line of the plugin's standard output
+//     (the handshake), keeping its first bytes to tell a garbage handshake
+//     or a protocol mismatch apart, and log the rest itself: go-plugin's
+//     reader stops at a line over 64 KiB, after which a plugin that writes
+//     to file descriptor 1 (one not built with the SDK, which points it at
+//     standard error) would block once the pipe is full;
 //   - learn that the process exited the moment it does (exited).
 //
 // Its methods are safe for concurrent use.
@@ -47,15 +57,16 @@ type procRunner struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	pid     int
-	aborted bool  // Kill was called: refuse to start
-	execErr error // the error of starting the process itself, if it failed
-	stdout  io.ReadCloser
-	pipes   []*os.File // the host's read ends of stdout and stderr
-	closed  sync.Once  // closes pipes
+	aborted bool           // Kill was called: refuse to start
+	execErr error          // the error of starting the process itself, if it failed
+	stdout  io.ReadCloser  // the handshake line, for go-plugin
+	toGP    *io.PipeWriter // the other end of stdout
+	pipes   []*os.File     // the host's read ends of stdout and stderr
+	closed  sync.Once      // closes pipes
 
-	exited  chan struct{} // closed once the process has been reaped
-	waitErr error         // set before exited is closed
-	stderrW sync.WaitGroup
+	exited  chan struct{}  // closed once the process has been reaped
+	waitErr error          // set before exited is closed
+	readers sync.WaitGroup // the readers of stdout and stderr
 }
 
 var _ runner.Runner = (*procRunner)(nil)
@@ -120,13 +131,19 @@ func (r *procRunner) Start(context.Context) error {
 	}
 	r.pid = r.cmd.Process.Pid
 	r.pipes = []*os.File{outR, errR}
-	r.stdout = &headReader{r: outR, head: &r.head}
+	pr, pw := io.Pipe()
+	r.stdout, r.toGP = pr, pw
 	log := r.log.With("pid", r.pid)
-	r.stderrW.Add(1)
+	r.readers.Add(2)
 	go func() {
-		defer r.stderrW.Done()
+		defer r.readers.Done()
 		defer errR.Close()
 		forwardStderr(errR, log, &r.tail)
+	}()
+	go func() {
+		defer r.readers.Done()
+		defer outR.Close()
+		splitStdout(outR, pw, &r.head, log)
 	}()
 	cmd := r.cmd
 	go func() {
@@ -183,8 +200,8 @@ func (r *procRunner) Kill(context.Context) error {
 	return killGroup(pid)
 }
 
-// Stdout implements runner.Runner: the process's standard output, read by
-// go-plugin for the handshake line (and drained afterwards).
+// Stdout implements runner.Runner: the first line of the process's
+// standard output (see splitStdout), read by go-plugin for the handshake.
 func (r *procRunner) Stdout() io.ReadCloser {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,10 +269,13 @@ func (r *procRunner) startFailure() error {
 func (r *procRunner) closePipes() {
 	r.closed.Do(func() {
 		r.mu.Lock()
-		pipes := r.pipes
+		pipes, toGP := r.pipes, r.toGP
 		r.mu.Unlock()
 		for _, f := range pipes {
 			_ = f.Close()
+		}
+		if toGP != nil {
+			_ = toGP.Close() // unblocks a handshake line go-plugin never read
 		}
 	})
 }
@@ -293,9 +313,9 @@ func (r *procRunner) exitedOK() bool {
 	return r.waitErr == nil
 }
 
-// waitStderr waits until the plugin's standard error has been read to the
-// end (every process holding it has exited).
-func (r *procRunner) waitStderr() { r.stderrW.Wait() }
+// waitStderr waits until the plugin's standard error and output have been
+// read to the end (every process holding them has exited).
+func (r *procRunner) waitStderr() { r.readers.Wait() }
 
 // headBuffer keeps the first headBytes bytes read from a stream.
 type headBuffer struct {
@@ -323,24 +343,35 @@ func (h *headBuffer) firstLine() (string, bool) {
 	return strings.TrimRight(string(line), "\r"), true
 }
 
-// headReader records what is read through it.
-type headReader struct {
-	r    io.ReadCloser
-	head *headBuffer
-}
-
-func (h *headReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	if n > 0 {
-		h.head.add(p[:n])
+// splitStdout reads the plugin's standard output r until its end (or until
+// closePipes closes it): the first line, up to handshakeLineMax bytes, goes
+// to w, for go-plugin, and w is closed after it (go-plugin needs nothing
+// more); its first bytes are kept in head. Every later line is logged at
+// info with stream=stdout: only a plugin not built with the SDK writes
+// there after its handshake.
+func splitStdout(r io.Reader, w *io.PipeWriter, head *headBuffer, log *slog.Logger) {
+	br := bufio.NewReaderSize(r, maxLogLine)
+	sent := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		head.add(chunk)
+		if n := min(len(chunk), handshakeLineMax-sent); n > 0 {
+			// An error means go-plugin will read no more (closePipes
+			// closed w): the rest is logged all the same.
+			_, _ = w.Write(chunk[:n])
+			sent += n
+		}
+		if err == bufio.ErrBufferFull && sent < handshakeLineMax {
+			continue
+		}
+		_ = w.Close()
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+		break
 	}
-	if errors.Is(err, os.ErrClosed) {
-		err = io.EOF // closed by closePipes: the end, not a failure to report
-	}
-	return n, err
+	forwardLines(br, log, nil, "stdout")
 }
-
-func (h *headReader) Close() error { return h.r.Close() }
 
 // describeHandshake explains a first line of output that is not a valid
 // handshake for this host, or returns nil if it is one. wantVersion is the

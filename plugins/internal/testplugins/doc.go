@@ -12,6 +12,8 @@
 //   - crashy:   the memory engine, exiting (key "__crash__"), panicking
 //     on a goroutine (key "__panic__") or stopping itself with SIGSTOP (key
 //     "__freeze__") when such a key is written
+//   - rawout:   served with go-plugin directly (no SDK), writing 100 KiB
+//     without a newline to file descriptor 1 on every Apply
 //   - forgetful: breaks the contract (Read loses every key), for certification
 //     to fail
 package testplugins
