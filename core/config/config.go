@@ -99,8 +99,9 @@ type PluginEngine struct {
 	Options map[string]string `toml:"options"`
 	// StartTimeout bounds the plugin's start and handshake (default 30s).
 	StartTimeout Duration `toml:"start_timeout"`
-	// StopTimeout bounds the plugin's clean exit before it is killed
-	// (default 10s).
+	// StopTimeout bounds the wait for calls in progress at shutdown, and
+	// then the plugin's clean stop (engine close, exit after SIGTERM)
+	// before its process group is killed (default 10s each).
 	StopTimeout Duration `toml:"stop_timeout"`
 	// RestartMaxBackoff caps the back-off between restarts of a plugin that
 	// died (default 30s).

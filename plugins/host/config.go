@@ -61,9 +61,13 @@ type Config struct {
 	// (default 30s). A plugin that takes longer is killed and the launch
 	// fails with an error matching ErrStartTimeout.
 	StartTimeout time.Duration
-	// StopTimeout bounds each step of Close: waiting for calls in progress,
-	// then the plugin's graceful engine close (default 10s). After it, the
-	// plugin's process group is killed.
+	// StopTimeout bounds the two waits of Close (default 10s): first for
+	// the calls in progress, then for the plugin's clean stop (its engine
+	// close, then its exit after SIGTERM, which gets at least a second
+	// however long the close took). After it, the plugin's process group
+	// is killed. So Close takes at most about twice StopTimeout, plus, only
+	// when something outside the plugin's group holds its pipes, up to
+	// about 20s more.
 	StopTimeout time.Duration
 	// SocketDir is where the per-launch directories holding the plugin's
 	// Unix socket are created (and removed when the plugin stops); default

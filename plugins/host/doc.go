@@ -49,9 +49,10 @@
 //
 // Close refuses new calls (engine.ErrClosed), waits for the calls in
 // progress (at most Config.StopTimeout), closes the engine inside the
-// plugin, asks the process to exit (SIGTERM), then kills its whole process
-// group and removes its socket directory, so no process or socket is left
-// behind; then it releases the data directory lock.
+// plugin and asks the process to exit (SIGTERM; the two together within
+// another StopTimeout), then kills its whole process group and removes its
+// socket directory, so no process or socket is left behind; then it
+// releases the data directory lock.
 //
 // Imports: host depends on the contract, package wire and go-plugin. It
 // must not import the server (core/server), the SDK or any engine.

@@ -108,6 +108,11 @@ type Plugin struct {
 	desc     engine.Description
 	restarts int
 	lastErr  error
+	// unreaped is closed when the last process killed without being reaped
+	// (stuck in the kernel, as in I/O on a dead disk) has exited; nil when
+	// there is none. No new process starts on the directory, and the lock
+	// is not released, before then.
+	unreaped <-chan struct{}
 }
 
 var _ engine.Engine = (*Plugin)(nil)
@@ -177,6 +182,13 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 	g, err := p.launch(ctx)
 	if err != nil {
 		stop()
+		if ch := p.unreapedProcess(); ch != nil {
+			go func() {
+				<-ch
+				_ = unlockDataDir(lock)
+			}()
+			return nil, errors.Join(err, errors.New("host: the plugin process was killed but has not exited; its data directory stays locked until it does"))
+		}
 		_ = unlockDataDir(lock)
 		return nil, err
 	}
@@ -488,7 +500,8 @@ func (p *Plugin) startError(ctx context.Context, r *procRunner, aborted bool, st
 
 // teardown kills a generation's process group, waits (bounded) for it to
 // be reaped, and releases go-plugin's resources (its goroutines, the
-// connection and the socket directory).
+// connection and the socket directory). A process still not reaped after
+// reapTimeout is recorded in p.unreaped.
 //
 // A process that left the plugin's group (setsid) and kept its standard
 // output or error must not hold the host: once the plugin is reaped, the
@@ -500,7 +513,10 @@ func (p *Plugin) teardown(g *generation) {
 		select {
 		case <-g.runner.exited:
 		case <-time.After(reapTimeout):
-			p.log.Error("plugin process not reaped after SIGKILL", "pid", g.runner.PID())
+			p.log.Error("plugin process not reaped after SIGKILL; no plugin starts on its directory until it has exited", "pid", g.runner.PID())
+			p.mu.Lock()
+			p.unreaped = g.runner.exited
+			p.mu.Unlock()
 		}
 		done := make(chan struct{})
 		go func() { g.runner.waitStderr(); close(done) }()
@@ -522,22 +538,27 @@ func (p *Plugin) teardown(g *generation) {
 	}
 }
 
+// exitGrace is the least time a plugin is given to exit after SIGTERM,
+// even when closing its engine took all of StopTimeout.
+const exitGrace = time.Second
+
 // stopGeneration stops a running generation gracefully: it closes the
 // engine inside the plugin, asks the process to exit, then tears it down.
+// The engine's close and the exit share one StopTimeout (the exit gets at
+// least exitGrace).
 func (p *Plugin) stopGeneration(g *generation) error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StopTimeout)
+	deadline := time.Now().Add(p.cfg.StopTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	err := g.eng.CloseContext(ctx)
 	if err != nil {
 		p.log.Warn("closing the plugin's engine failed", "error", err)
 	}
-	if pid := g.runner.PID(); pid > 0 && !g.runner.hasExited() {
-		if proc, ferr := os.FindProcess(pid); ferr == nil && proc.Signal(syscall.SIGTERM) == nil {
-			select {
-			case <-g.runner.exited:
-			case <-time.After(p.cfg.StopTimeout):
-				p.log.Warn("plugin did not exit after SIGTERM; killing it", "pid", pid)
-			}
+	if pid := g.runner.PID(); pid > 0 && g.runner.signal(syscall.SIGTERM) == nil {
+		select {
+		case <-g.runner.exited:
+		case <-time.After(max(time.Until(deadline), exitGrace)):
+			p.log.Warn("plugin did not exit after SIGTERM; killing it", "pid", pid)
 		}
 	}
 	p.teardown(g)
@@ -587,6 +608,15 @@ func (p *Plugin) supervise(g *generation) {
 				t.Stop()
 				return
 			}
+			if ch := p.unreapedProcess(); ch != nil {
+				// Never two processes on one directory: the killed one
+				// may still write.
+				select {
+				case <-ch:
+				case <-p.stopCtx.Done():
+					return
+				}
+			}
 			ng, err := p.launch(p.stopCtx)
 			if err != nil {
 				if p.stopCtx.Err() != nil {
@@ -612,6 +642,22 @@ func (p *Plugin) supervise(g *generation) {
 			break
 		}
 	}
+}
+
+// unreapedProcess returns the channel closed when the last process killed
+// but not reaped has exited, or nil when there is none (or it has exited).
+func (p *Plugin) unreapedProcess() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ch := p.unreaped; ch != nil {
+		select {
+		case <-ch:
+			p.unreaped = nil
+		default:
+			return ch
+		}
+	}
+	return nil
 }
 
 func (p *Plugin) lastError() error {
@@ -844,16 +890,16 @@ func (p *Plugin) Close() error {
 		err = p.stopGeneration(g)
 		p.log.Info("plugin stopped", "pid", g.runner.PID())
 	}
-	if g != nil && g.runner.PID() != 0 && !g.runner.hasExited() {
+	if ch := p.unreapedProcess(); ch != nil {
 		// Killed but not reaped (stuck in the kernel, in I/O on a dead
 		// disk): it may still write, so the directory stays locked until
 		// it is gone.
-		lock, pid := p.lock, g.runner.PID()
+		lock := p.lock
 		go func() {
-			<-g.runner.exited
+			<-ch
 			_ = unlockDataDir(lock)
 		}()
-		return errors.Join(err, fmt.Errorf("host: plugin process %d was killed but has not exited; its data directory stays locked until it does", pid))
+		return errors.Join(err, errors.New("host: the plugin process was killed but has not exited; its data directory stays locked until it does"))
 	}
 	if lerr := unlockDataDir(p.lock); lerr != nil && err == nil {
 		err = fmt.Errorf("host: release data directory lock: %w", lerr)

@@ -200,6 +200,19 @@ func (r *procRunner) Kill(context.Context) error {
 	return killGroup(pid)
 }
 
+// signal sends sig to the process (not its group) unless it has been
+// reaped: through os.Process, which never signals a reused process id.
+func (r *procRunner) signal(sig os.Signal) error {
+	r.mu.Lock()
+	cmd := r.cmd
+	started := r.pid != 0
+	r.mu.Unlock()
+	if !started || r.hasExited() {
+		return os.ErrProcessDone
+	}
+	return cmd.Process.Signal(sig)
+}
+
 // Stdout implements runner.Runner: the first line of the process's
 // standard output (see splitStdout), read by go-plugin for the handshake.
 func (r *procRunner) Stdout() io.ReadCloser {
