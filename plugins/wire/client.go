@@ -48,8 +48,9 @@ type Client struct {
 	inflight int
 	idle     chan struct{}
 
-	// hs serialises handshakes; desc holds the result.
-	hs   sync.Mutex
+	// hs (capacity 1) serialises handshakes, each waiting for its turn
+	// within its own context; desc holds the result.
+	hs   chan struct{}
 	desc *engine.Description
 	mu   sync.RWMutex // guards desc
 
@@ -81,7 +82,7 @@ var _ engine.Engine = (*Client)(nil)
 // without the Stream method (an older plugin) the Client falls back to one
 // unary call per Read or Apply, for good.
 func NewClient(conn grpc.ClientConnInterface) *Client {
-	c := &Client{rpc: enginepb.NewEngineClient(conn)}
+	c := &Client{rpc: enginepb.NewEngineClient(conn), hs: make(chan struct{}, 1)}
 	c.base, c.baseCancel = context.WithCancel(context.Background())
 	c.mux = c.newMux()
 	return c
@@ -120,13 +121,19 @@ func (c *Client) cached() (engine.Description, bool) {
 // before, and returns the engine's description. It fails with an error
 // matching ErrProtocolMismatch (and engine.ErrUnsupported) when the server
 // speaks another contract version, and engine.ErrUnavailable when it cannot
-// be reached. It does not check whether the Client is closed.
+// be reached. Concurrent handshakes run one at a time; waiting for another
+// caller's turn ends with ctx. It does not check whether the Client is
+// closed.
 func (c *Client) Handshake(ctx context.Context) (engine.Description, error) {
 	if d, ok := c.cached(); ok {
 		return d, nil
 	}
-	c.hs.Lock()
-	defer c.hs.Unlock()
+	select {
+	case c.hs <- struct{}{}:
+	case <-ctx.Done():
+		return engine.Description{}, ctx.Err()
+	}
+	defer func() { <-c.hs }()
 	if d, ok := c.cached(); ok {
 		return d, nil
 	}

@@ -377,3 +377,54 @@ func TestCancellationReachesTheEngine(t *testing.T) {
 		t.Errorf("engine saw %v", err)
 	}
 }
+
+// stalledDescribe is a Server whose Describe waits for release, after
+// signalling entered.
+type stalledDescribe struct {
+	*Server
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s stalledDescribe) Describe(ctx context.Context, r *enginepb.DescribeRequest) (*enginepb.DescribeResponse, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return s.Server.Describe(ctx, r)
+}
+
+// TestHandshakeWaitEndsWithContext: while one caller, with no deadline,
+// waits for a handshake the server does not answer, another caller's call
+// still ends with its own context: it does not queue behind the first.
+func TestHandshakeWaitEndsWithContext(t *testing.T) {
+	srv := stalledDescribe{NewServer(memengine.New()), make(chan struct{}, 1), make(chan struct{})}
+	_, addr := serveOn(t, "127.0.0.1:0", srv)
+	c := NewClient(dial(t, addr))
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Read(context.Background(), [][]byte{[]byte("k")})
+		first <- err
+	}()
+	<-srv.entered
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := c.Read(ctx, [][]byte{[]byte("k")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("call behind a stalled handshake: %v, want its own deadline", err)
+		}
+	case <-time.After(time.Minute): // a hang, not a measure of speed
+		t.Fatal("a call with a deadline is still blocked behind another caller's handshake")
+	}
+	close(srv.release)
+	if err := <-first; err != nil {
+		t.Fatalf("the first caller's read, once the handshake was answered: %v", err)
+	}
+}
