@@ -657,10 +657,13 @@ func (s *Service) calls(items []*item) [][]*item {
 // apply runs items as one engine call and answers them. If a merged call is
 // refused as a whole for a reason that belongs to one request (an invalid
 // or too large write), each item is retried alone so that the others
-// succeed.
+// succeed. Never when the error also says the outcome is unknown
+// (engine.ErrUnavailable): some of the writes may have been applied, and
+// writing them again would apply them twice.
 func (s *Service) apply(items []*item, atomic bool) {
 	err := s.applyOnce(items, atomic)
-	if err != nil && len(items) > 1 && (errors.Is(err, engine.ErrInvalidArgument) || errors.Is(err, engine.ErrTooLarge)) {
+	if err != nil && len(items) > 1 && (errors.Is(err, engine.ErrInvalidArgument) || errors.Is(err, engine.ErrTooLarge)) &&
+		!errors.Is(err, engine.ErrUnavailable) {
 		for _, it := range items {
 			if err := s.applyOnce([]*item{it}, atomic); err != nil {
 				it.err = err

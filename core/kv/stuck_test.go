@@ -236,3 +236,88 @@ func TestMergedReadTooLargeIsRetriedAlone(t *testing.T) {
 		t.Fatalf("%d engine reads, want 6", c)
 	}
 }
+
+// ambiguousFailure is the reference engine that, for a call of several
+// writes, applies them and then fails with an error matching both
+// engine.ErrUnavailable (outcome unknown) and engine.ErrTooLarge. Its
+// first call waits for gate.
+type ambiguousFailure struct {
+	engine.Engine
+	entered, gate chan struct{}
+	once          sync.Once
+	mu            sync.Mutex
+	applied       map[string]int
+}
+
+func (e *ambiguousFailure) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	e.once.Do(func() {
+		close(e.entered)
+		<-e.gate
+	})
+	rs, err := e.Engine.Apply(ctx, ws, o)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	for i, w := range ws {
+		if rs[i].Applied {
+			e.applied[string(w.Key)]++
+		}
+	}
+	e.mu.Unlock()
+	if len(ws) > 1 {
+		return nil, fmt.Errorf("%w: the answer was lost (%w)", engine.ErrUnavailable, engine.ErrTooLarge)
+	}
+	return rs, nil
+}
+
+// TestUnknownOutcomeIsNotRetriedAlone: a merged write that failed with an
+// error saying its outcome is unknown is not written again item by item,
+// even when the error also reads as "too large": each write reaches the
+// engine once, and its callers learn that the outcome is unknown.
+func TestUnknownOutcomeIsNotRetriedAlone(t *testing.T) {
+	e := &ambiguousFailure{Engine: memengine.New(), entered: make(chan struct{}), gate: make(chan struct{}), applied: map[string]int{}}
+	s := New(e, openOracle(t), Options{Sync: true})
+	defer s.Close()
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { _, err := s.Put(ctx, []byte("first"), []byte("x"), 0); first <- err }()
+	<-e.entered
+	// Three puts queue behind the first and go to the engine as one call.
+	errs := make(chan error, 3)
+	for _, k := range []string{"a", "b", "c"} {
+		go func() { _, err := s.Put(ctx, []byte(k), []byte("v"), 0); errs <- err }()
+	}
+	// The pipeline has taken one of them (it waits for the first group
+	// before starting another) and the other two are queued.
+	within(t, "queueing", func() {
+		for len(s.queue) < 2 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	close(e.gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// The two queued together are merged (the one the pipeline held may
+	// go alone, and succeed).
+	unknown := 0
+	for range 3 {
+		switch err := <-errs; {
+		case errors.Is(err, engine.ErrUnavailable):
+			unknown++
+		case err != nil:
+			t.Errorf("put: %v, want ErrUnavailable or success", err)
+		}
+	}
+	if unknown < 2 {
+		t.Errorf("%d puts were told the outcome is unknown, want at least the two merged ones", unknown)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, k := range []string{"a", "b", "c"} {
+		if n := e.applied[k]; n != 1 {
+			t.Errorf("%s applied %d times, want once", k, n)
+		}
+	}
+}

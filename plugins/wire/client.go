@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/internal/streammux"
@@ -259,12 +260,33 @@ func (c *Client) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 		(*enginepb.StreamAnswer).GetApply,
 		func() (*enginepb.ApplyResponse, error) { return c.rpc.Apply(ctx, req) })
 	if err != nil {
-		return nil, err
+		return nil, applyErr(err)
 	}
 	if len(resp.GetResults()) != len(writes) {
 		return nil, fmt.Errorf("%w: engine returned %d results for %d writes", engine.ErrInternal, len(resp.GetResults()), len(writes))
 	}
 	return resultsFromPB(resp.GetResults()), nil
+}
+
+// applyErr returns the error of a failed Apply call. An error the server
+// sent (with one of this package's reasons) is the engine's and says what
+// happened. One made by gRPC itself, for a sent call, says nothing of the
+// writes' fate (RESOURCE_EXHAUSTED, say, may be an answer too large to
+// receive, after the writes were applied): it becomes engine.ErrUnavailable,
+// outcome unknown, rather than the contract error its code stands for
+// (ErrTooLarge would tell the caller that nothing was applied). Requests
+// over the size limit are refused before they are sent.
+func applyErr(err error) error {
+	var we *Error
+	if !errors.As(err, &we) || we.Reason != "" {
+		return err
+	}
+	switch {
+	case errors.Is(err, engine.ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		we.Code == codes.Unimplemented:
+		return err
+	}
+	return fmt.Errorf("%w: the engine call failed in transport, so the outcome of these writes is unknown: %v", engine.ErrUnavailable, err)
 }
 
 // Scan implements engine.Engine with one streaming Scan call: the server

@@ -54,7 +54,9 @@ func (c *Client) newMux() *streammux.Mux[*enginepb.StreamAnswer] {
 			case c.base.Err() != nil:
 				return engine.ErrClosed
 			}
-			return fmt.Errorf("%w: opening the engine stream: %w", engine.ErrUnavailable, FromStatus(err))
+			// The cause goes in the message only: the error must match
+			// engine.ErrUnavailable alone, whatever code gRPC gave.
+			return fmt.Errorf("%w: opening the engine stream: %v", engine.ErrUnavailable, FromStatus(err))
 		},
 		Broken: func(cause error) (error, bool) {
 			switch {
@@ -68,7 +70,12 @@ func (c *Client) newMux() *streammux.Mux[*enginepb.StreamAnswer] {
 				c.noStream.Store(true)
 				return errNoStream, true
 			}
-			return fmt.Errorf("%w: engine stream broken: %w", engine.ErrUnavailable, FromStatus(cause)), false
+			// Some of the waiting calls may have been applied: the error
+			// must match engine.ErrUnavailable (outcome unknown) alone, not
+			// also what the stream's code stands for (RESOURCE_EXHAUSTED
+			// would read as ErrTooLarge: "nothing applied, retry the
+			// writes"), so the cause goes in the message only.
+			return fmt.Errorf("%w: engine stream broken: %v", engine.ErrUnavailable, FromStatus(cause)), false
 		},
 		Closed:        engine.ErrClosed,
 		KeepsBreaking: func() error { return fmt.Errorf("%w: engine stream keeps breaking", engine.ErrUnavailable) },

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/engines/badgerengine"
@@ -305,6 +307,72 @@ func TestStreamErrorsUseTheMapping(t *testing.T) {
 		}
 		if st := FromStatus(ToStatus(want)).(*Error); st.Reason != got.(*Error).Reason || st.Code != got.(*Error).Code {
 			t.Errorf("%v: stream gives %v/%s, status %v/%s", want, got.(*Error).Code, got.(*Error).Reason, st.Code, st.Reason)
+		}
+	}
+}
+
+// applyThenFail applies each Apply, then fails it with a status of code
+// (with no reason of this package's, as gRPC itself makes them): on the
+// Stream by ending the stream, on unary calls as the call's status.
+type applyThenFail struct {
+	*unaryOnly
+	code   codes.Code
+	stream bool
+}
+
+func (a *applyThenFail) Stream(st grpc.BidiStreamingServer[enginepb.StreamRequest, enginepb.StreamResponse]) error {
+	if !a.stream {
+		return status.Error(codes.Unimplemented, "no Stream")
+	}
+	req, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	for _, c := range req.GetCalls() {
+		if ap := c.GetApply(); ap != nil {
+			if _, err := a.s.Apply(st.Context(), ap); err != nil {
+				return err
+			}
+		}
+	}
+	return status.Error(a.code, "stream reset")
+}
+
+func (a *applyThenFail) Apply(ctx context.Context, r *enginepb.ApplyRequest) (*enginepb.ApplyResponse, error) {
+	if _, err := a.unaryOnly.Apply(ctx, r); err != nil {
+		return nil, err
+	}
+	return nil, status.Error(a.code, "grpc: received message larger than max")
+}
+
+// TestTransportFailureAfterApplyIsUnavailable: when a call fails in
+// transport after the server applied it, the error is engine.ErrUnavailable
+// (outcome unknown) and nothing else, whatever gRPC code the failure had: a
+// RESOURCE_EXHAUSTED read as ErrTooLarge would tell the caller that nothing
+// was applied, and invite it to write again.
+func TestTransportFailureAfterApplyIsUnavailable(t *testing.T) {
+	for _, stream := range []bool{true, false} {
+		for _, code := range []codes.Code{codes.ResourceExhausted, codes.InvalidArgument, codes.FailedPrecondition, codes.Internal, codes.NotFound} {
+			t.Run(fmt.Sprintf("stream=%v/%v", stream, code), func(t *testing.T) {
+				eng := memengine.New()
+				srv := &applyThenFail{unaryOnly: &unaryOnly{s: NewServer(eng)}, code: code, stream: stream}
+				_, addr := serveOn(t, "127.0.0.1:0", srv)
+				c := NewClient(dial(t, addr))
+				defer c.Close()
+				_, err := c.Apply(ctxT(t), []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{})
+				if !errors.Is(err, engine.ErrUnavailable) {
+					t.Fatalf("apply: %v, want ErrUnavailable", err)
+				}
+				for _, other := range []error{engine.ErrTooLarge, engine.ErrInvalidArgument, engine.ErrClosed, engine.ErrNotFound, engine.ErrInternal} {
+					if errors.Is(err, other) {
+						t.Errorf("apply: %v also matches %v", err, other)
+					}
+				}
+				// It was applied indeed.
+				if es, err := eng.Read(ctxT(t), [][]byte{[]byte("k")}); err != nil || es[0].Version != 1 {
+					t.Fatalf("read: %+v, %v", es, err)
+				}
+			})
 		}
 	}
 }
