@@ -46,6 +46,8 @@ type Server struct {
 	// maxAnswer is the largest Read or Apply answer sent, in bytes: the
 	// message limit less room for framing (lowered by tests).
 	maxAnswer int
+	// order keeps Applies of the same keys in their order of arrival.
+	order applyOrder
 }
 
 var _ enginepb.EngineServer = (*Server)(nil)
@@ -136,7 +138,7 @@ func (s *Server) read(ctx context.Context, req *enginepb.ReadRequest) (resp *eng
 
 // Apply implements enginepb.EngineServer.
 func (s *Server) Apply(ctx context.Context, req *enginepb.ApplyRequest) (*enginepb.ApplyResponse, error) {
-	resp, err := s.apply(ctx, req)
+	resp, err := s.apply(ctx, req, s.order.admit(req.GetWrites()))
 	if err == nil {
 		err = s.answerFits(proto.Size(resp), resp)
 	}
@@ -167,14 +169,19 @@ func (s *Server) answerFits(n int, applied *enginepb.ApplyResponse) error {
 }
 
 // apply is Apply with the contract's errors; the unary call and the Stream
-// share it.
-func (s *Server) apply(ctx context.Context, req *enginepb.ApplyRequest) (resp *enginepb.ApplyResponse, err error) {
+// share it. t is the call's place in s.order, admitted on arrival: apply
+// waits for its turn (see applyOrder) and finishes it.
+func (s *Server) apply(ctx context.Context, req *enginepb.ApplyRequest, t *ticket) (resp *enginepb.ApplyResponse, err error) {
+	defer s.order.finish(t)
 	defer s.recoverErr("Apply", &err)
 	if err := protocolErr(req.GetProtocolVersion()); err != nil {
 		return nil, err
 	}
 	writes, err := writesFromPB(req.GetWrites())
 	if err != nil {
+		return nil, err
+	}
+	if err := t.wait(ctx); err != nil {
 		return nil, err
 	}
 	results, err := s.e.Apply(ctx, writes, engine.ApplyOptions{Atomic: req.GetAtomic(), NoSync: req.GetNoSync()})

@@ -128,11 +128,16 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[enginepb.StreamRequest, 
 			token := &cancel
 			cancels[id] = token
 			mu.Unlock()
+			var t *ticket
+			if _, ok := c.GetCall().(*enginepb.StreamCall_Apply); ok {
+				// In the order of arrival, before the call's goroutine runs.
+				t = s.order.admit(c.GetApply().GetWrites())
+			}
 			wg.Add(1)
 			go func(c *enginepb.StreamCall) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				a := s.streamOne(cctx, c)
+				a := s.streamOne(cctx, c, t)
 				mu.Lock()
 				// Forget the cancel function unless a later call took the id.
 				if cancels[id] == token {
@@ -157,8 +162,9 @@ func (s *Server) drainAfter(err error, sendErr chan<- error, answers <-chan *eng
 	}
 }
 
-// streamOne runs one call of the Stream and returns its answer.
-func (s *Server) streamOne(ctx context.Context, c *enginepb.StreamCall) *enginepb.StreamAnswer {
+// streamOne runs one call of the Stream and returns its answer; t is an
+// Apply's place in s.order.
+func (s *Server) streamOne(ctx context.Context, c *enginepb.StreamCall, t *ticket) *enginepb.StreamAnswer {
 	a := &enginepb.StreamAnswer{Id: c.GetId()}
 	var err error
 	switch call := c.GetCall().(type) {
@@ -169,7 +175,7 @@ func (s *Server) streamOne(ctx context.Context, c *enginepb.StreamCall) *enginep
 		}
 	case *enginepb.StreamCall_Apply:
 		var resp *enginepb.ApplyResponse
-		if resp, err = s.apply(ctx, call.Apply); err == nil {
+		if resp, err = s.apply(ctx, call.Apply, t); err == nil {
 			a.Answer = &enginepb.StreamAnswer_Apply{Apply: resp}
 		}
 	default:

@@ -1,0 +1,102 @@
+package wire
+
+import (
+	"context"
+	"sync"
+
+	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
+)
+
+// applyOrder makes the Apply calls a Server receives reach its engine, key
+// by key, in the order they arrived: an Apply waits until every earlier one
+// still in progress that shares a key with it has returned.
+//
+// The client of the wire gives up on a call when its caller's context
+// ends, and asks the server to cancel it, but the engine may be running it
+// still (it may even ignore the cancellation). The caller, told that the
+// outcome is unknown, goes on, and the server's pipeline sends the next
+// writes of the same keys: without this order they could overtake the
+// late call, so that a late put arrives after a later one (and fails on
+// its older version), or a late delete removes a put acknowledged after
+// it. Calls arrive in order on one Stream (the cancellation too, before
+// anything sent after it), and across Streams and unary calls in the
+// order the server received them.
+//
+// It is safe for concurrent use.
+type applyOrder struct {
+	mu      sync.Mutex
+	running []*ticket // in arrival order
+}
+
+// ticket is one Apply admitted to the order.
+type ticket struct {
+	keys  map[string]struct{}
+	after []*ticket // earlier Applies sharing a key, running at admission
+	done  chan struct{}
+}
+
+// admit records an Apply of writes arriving now and returns its ticket,
+// which must be finished once the call has returned (or will not run).
+func (o *applyOrder) admit(writes []*enginepb.Write) *ticket {
+	t := &ticket{keys: make(map[string]struct{}, len(writes)), done: make(chan struct{})}
+	for _, w := range writes {
+		t.keys[string(w.GetKey())] = struct{}{}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, r := range o.running {
+		if r.overlaps(t) {
+			t.after = append(t.after, r)
+		}
+	}
+	o.running = append(o.running, t)
+	return t
+}
+
+func (t *ticket) overlaps(u *ticket) bool {
+	small, large := t.keys, u.keys
+	if len(small) > len(large) {
+		small, large = large, small
+	}
+	for k := range small {
+		if _, ok := large[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// wait waits until the earlier Applies t must follow have returned, or
+// until ctx ends (then the call must not run: its error is ctx's). A nil
+// ticket waits for nothing.
+func (t *ticket) wait(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	for _, r := range t.after {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t.after = nil
+	return nil
+}
+
+// finish removes t from the order, releasing the Applies that wait for it.
+// A nil ticket is ignored.
+func (o *applyOrder) finish(t *ticket) {
+	if t == nil {
+		return
+	}
+	o.mu.Lock()
+	for i, r := range o.running {
+		if r == t {
+			o.running = append(o.running[:i], o.running[i+1:]...)
+			break
+		}
+	}
+	o.mu.Unlock()
+	close(t.done)
+}

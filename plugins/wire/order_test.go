@@ -1,0 +1,102 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/engines/memengine"
+)
+
+// stallDeletes is an engine whose deletes wait for release, ignoring their
+// context (an engine stuck in its storage), after signalling entered.
+type stallDeletes struct {
+	engine.Engine
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (e *stallDeletes) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	for _, w := range ws {
+		if w.Kind == engine.OpDelete {
+			e.entered <- struct{}{}
+			<-e.release
+			break
+		}
+	}
+	return e.Engine.Apply(context.WithoutCancel(ctx), ws, o)
+}
+
+// TestLateApplyIsNotOvertaken: a delete the client gave up on (its
+// deadline passed) while the engine still runs it must not be overtaken by
+// the next write of its key: the put sent after it reaches the engine only
+// once the delete has returned, so the put, acknowledged last, is what
+// stays. Writes of other keys do not wait.
+func TestLateApplyIsNotOvertaken(t *testing.T) {
+	e := &stallDeletes{Engine: memengine.New(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv := NewServer(e)
+	_, addr := serveOn(t, "127.0.0.1:0", srv)
+	c := NewClient(dial(t, addr))
+	defer c.Close()
+	ctx := ctxT(t)
+	if _, err := c.Apply(ctx, []engine.Write{put("k", "v1", 1)}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err := c.Apply(short, []engine.Write{{Kind: engine.OpDelete, Key: []byte("k")}}, engine.ApplyOptions{})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stalled delete: %v, want its deadline", err)
+	}
+	<-e.entered // the engine is running it still
+
+	// Another key does not wait for the stalled delete.
+	if _, err := c.Apply(ctx, []engine.Write{put("other", "x", 2)}, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var putErr error
+	var putDone atomic.Bool
+	go func() {
+		defer wg.Done()
+		_, putErr = c.Apply(ctx, []engine.Write{put("k", "v2", 3)}, engine.ApplyOptions{})
+		putDone.Store(true)
+	}()
+	// Once the put has arrived (two Applies of "k" admitted) or returned,
+	// let the late delete finish.
+	waitUntil(t, func() bool {
+		srv.order.mu.Lock()
+		defer srv.order.mu.Unlock()
+		return len(srv.order.running) == 2 || putDone.Load()
+	})
+	close(e.release)
+	wg.Wait()
+	if putErr != nil {
+		t.Fatalf("put after the late delete: %v", putErr)
+	}
+	es, err := c.Read(ctx, [][]byte{[]byte("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(es[0].Value) != "v2" || es[0].Version != 3 {
+		t.Fatalf("k = %q version %d: the late delete overtook the put acknowledged after it", es[0].Value, es[0].Version)
+	}
+}
+
+// waitUntil polls cond for up to a minute (a hang, not a measure of speed).
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition still false after a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
