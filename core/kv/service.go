@@ -524,7 +524,9 @@ func (f *flight) overlaps(keys map[string]struct{}) bool {
 // Up to PipelineDepth groups run at once, so that one group's evaluation
 // overlaps another's sync. A group that shares a key with a running group
 // waits for it first: versions are handed out when a group runs, so for
-// any one key they reach the engine in increasing order.
+// any one key they reach the engine in increasing order. (A plugin's call
+// may outlive its CallTimeout inside the plugin; the engine wire's server
+// keeps the same order for it, see package wire.)
 func (s *Service) pipeline() {
 	defer close(s.stopped)
 	var inflight []*flight
