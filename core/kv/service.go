@@ -22,6 +22,7 @@ import (
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/metrics"
 	"github.com/flaredb/flaredb/core/tso"
+	"github.com/flaredb/flaredb/internal/keyset"
 )
 
 // ErrShuttingDown is returned for writes submitted after Close began.
@@ -504,19 +505,6 @@ type flight struct {
 	done chan struct{}
 }
 
-func (f *flight) overlaps(keys map[string]struct{}) bool {
-	small, large := f.keys, keys
-	if len(small) > len(large) {
-		small, large = large, small
-	}
-	for k := range small {
-		if _, ok := large[k]; ok {
-			return true
-		}
-	}
-	return false
-}
-
 // pipeline runs until Close: it takes every waiting item (up to
 // MaxGroupWrites writes) as one group, merges the group's independent
 // writes into one engine call and runs each atomic item as its own call.
@@ -566,7 +554,7 @@ func (s *Service) pipeline() {
 				continue
 			default:
 			}
-			if f.overlaps(keys) {
+			if keyset.Overlap(f.keys, keys) {
 				<-f.done
 				continue
 			}

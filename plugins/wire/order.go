@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/flaredb/flaredb/internal/keyset"
 	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
 )
 
@@ -45,25 +46,12 @@ func (o *applyOrder) admit(writes []*enginepb.Write) *ticket {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, r := range o.running {
-		if r.overlaps(t) {
+		if keyset.Overlap(r.keys, t.keys) {
 			t.after = append(t.after, r)
 		}
 	}
 	o.running = append(o.running, t)
 	return t
-}
-
-func (t *ticket) overlaps(u *ticket) bool {
-	small, large := t.keys, u.keys
-	if len(small) > len(large) {
-		small, large = large, small
-	}
-	for k := range small {
-		if _, ok := large[k]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // wait waits until the earlier Applies t must follow have returned, or
