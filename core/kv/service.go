@@ -97,6 +97,9 @@ type Service struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	closeMu sync.Once
+	// taken counts the items the pipeline has taken from queue, so that
+	// tests can tell when a request has left its caller for the pipeline.
+	taken atomic.Int64
 }
 
 // item is one request waiting in the write pipeline.
@@ -541,6 +544,7 @@ func (s *Service) pipeline() {
 				break fill
 			}
 		}
+		s.taken.Add(int64(len(group)))
 		keys := make(map[string]struct{}, n)
 		for _, it := range group {
 			for _, w := range it.writes {

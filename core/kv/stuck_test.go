@@ -280,28 +280,33 @@ func TestUnknownOutcomeIsNotRetriedAlone(t *testing.T) {
 	e := &ambiguousFailure{Engine: memengine.New(), entered: make(chan struct{}), gate: make(chan struct{}), applied: map[string]int{}}
 	s := New(e, openOracle(t), Options{Sync: true})
 	defer s.Close()
+	// On a failure below, the engine must answer before Close waits for it.
+	var release sync.Once
+	open := func() { release.Do(func() { close(e.gate) }) }
+	defer open()
 	ctx := context.Background()
 	first := make(chan error, 1)
 	go func() { _, err := s.Put(ctx, []byte("first"), []byte("x"), 0); first <- err }()
 	<-e.entered
-	// Three puts queue behind the first and go to the engine as one call.
+	// Three puts queue behind the first. The pipeline (depth 1) takes the
+	// next group before it waits for the first: it may hold one or two of
+	// them, the rest stay queued. Either way two or more go to the engine
+	// as one call.
 	errs := make(chan error, 3)
 	for _, k := range []string{"a", "b", "c"} {
 		go func() { _, err := s.Put(ctx, []byte(k), []byte("v"), 0); errs <- err }()
 	}
-	// The pipeline has taken one of them (it waits for the first group
-	// before starting another) and the other two are queued.
 	within(t, "queueing", func() {
-		for len(s.queue) < 2 {
+		for len(s.queue)+int(s.taken.Load()) < 1+3 {
 			time.Sleep(time.Millisecond)
 		}
 	})
-	close(e.gate)
+	open()
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	// The two queued together are merged (the one the pipeline held may
-	// go alone, and succeed).
+	// Those merged into one call are told the outcome is unknown; one that
+	// went alone succeeds.
 	unknown := 0
 	for range 3 {
 		switch err := <-errs; {
