@@ -827,7 +827,8 @@ func (p *Plugin) Apply(ctx context.Context, writes []engine.Write, opts engine.A
 }
 
 // Scan implements engine.Engine: one streaming call to the plugin. An error
-// returned by fn is returned as it is.
+// returned by fn is returned as it is. A scan whose deadline passes before
+// the plugin answers starts a liveness probe, as Read and Apply do.
 func (p *Plugin) Scan(ctx context.Context, opts engine.ScanOptions, fn func(engine.Entry) error) error {
 	g, err := p.acquire()
 	if err != nil {
@@ -844,6 +845,9 @@ func (p *Plugin) Scan(ctx context.Context, opts engine.ScanOptions, fn func(engi
 	})
 	if err != nil && fnErr != nil && err == fnErr {
 		return err
+	}
+	if err != nil {
+		p.unanswered(ctx, g, err)
 	}
 	return p.translate(ctx, err)
 }

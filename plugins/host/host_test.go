@@ -340,38 +340,59 @@ func TestStrayStdout(t *testing.T) {
 }
 
 // TestHungPluginIsKilledAndRestarted: a plugin process that stops
-// answering (SIGSTOP) leaves its callers to their deadlines; the host then
-// probes it, and when the probe is not answered within HangTimeout it
-// kills the process and restarts the plugin like a crashed one.
+// answering (SIGSTOP) during any kind of call leaves its callers to their
+// deadlines; the host then probes it, and when the probe is not answered
+// within HangTimeout it kills the process and restarts the plugin like a
+// crashed one.
 func TestHungPluginIsKilledAndRestarted(t *testing.T) {
-	p, rec := launch(t, "crashy", func(c *host.Config) {
-		c.Restart.InitialBackoff = 10 * time.Millisecond
-		c.HangTimeout = time.Second
-	})
-	ctx := ctxT(t)
-	if _, err := p.Apply(ctx, []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pid := p.PID()
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	if _, err := p.Apply(short, []engine.Write{put("__freeze__", "x", 2)}, engine.ApplyOptions{}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("write to a frozen plugin: %v", err)
-	}
-	if !waitFor(func() bool { s := p.Status(); return s.State == host.StateRunning && s.Restarts == 1 }) {
-		t.Fatalf("not restarted: %+v\n%s", p.Status(), rec.dump())
-	}
-	if p.PID() == pid {
-		t.Fatal("same pid after restart")
-	}
-	if haveProc() && processAlive(pid) {
-		t.Fatalf("the frozen process %d is still alive", pid)
-	}
-	if len(rec.find("liveness probe")) == 0 {
-		t.Errorf("no liveness probe in the log:\n%s", rec.dump())
-	}
-	if _, err := p.Apply(ctx, []engine.Write{put("k2", "v", 3)}, engine.ApplyOptions{}); err != nil {
-		t.Fatalf("after restart: %v", err)
+	freeze := []byte("__freeze__")
+	for _, tc := range []struct {
+		call string
+		do   func(context.Context, *host.Plugin) error
+	}{
+		{"apply", func(ctx context.Context, p *host.Plugin) error {
+			_, err := p.Apply(ctx, []engine.Write{put("__freeze__", "x", 2)}, engine.ApplyOptions{})
+			return err
+		}},
+		{"read", func(ctx context.Context, p *host.Plugin) error {
+			_, err := p.Read(ctx, [][]byte{freeze})
+			return err
+		}},
+		{"scan", func(ctx context.Context, p *host.Plugin) error {
+			return p.Scan(ctx, engine.ScanOptions{Start: freeze}, func(engine.Entry) error { return nil })
+		}},
+	} {
+		t.Run(tc.call, func(t *testing.T) {
+			p, rec := launch(t, "crashy", func(c *host.Config) {
+				c.Restart.InitialBackoff = 10 * time.Millisecond
+				c.HangTimeout = time.Second
+			})
+			ctx := ctxT(t)
+			if _, err := p.Apply(ctx, []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			pid := p.PID()
+			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			if err := tc.do(short, p); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("%s on a frozen plugin: %v", tc.call, err)
+			}
+			if !waitFor(func() bool { s := p.Status(); return s.State == host.StateRunning && s.Restarts == 1 }) {
+				t.Fatalf("not restarted: %+v\n%s", p.Status(), rec.dump())
+			}
+			if p.PID() == pid {
+				t.Fatal("same pid after restart")
+			}
+			if haveProc() && processAlive(pid) {
+				t.Fatalf("the frozen process %d is still alive", pid)
+			}
+			if len(rec.find("liveness probe")) == 0 {
+				t.Errorf("no liveness probe in the log:\n%s", rec.dump())
+			}
+			if _, err := p.Apply(ctx, []engine.Write{put("k2", "v", 3)}, engine.ApplyOptions{}); err != nil {
+				t.Fatalf("after restart: %v", err)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,8 @@
 // Command crashy serves the in-memory engine as a plugin that crashes on
 // demand: writing the key "__crash__" makes it exit at once with status 70,
 // "__panic__" makes it panic on a goroutine of its own, and "__freeze__"
-// stops the whole process (SIGSTOP), as a process that hangs.
+// stops the whole process (SIGSTOP), as a process that hangs. Reading the
+// key "__freeze__", or a scan starting at it, freezes it as well.
 package main
 
 import (
@@ -31,6 +32,22 @@ func (c crashy) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOpti
 		}
 	}
 	return c.Engine.Apply(ctx, ws, o)
+}
+
+func (c crashy) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
+	for _, k := range keys {
+		if string(k) == "__freeze__" {
+			freeze()
+		}
+	}
+	return c.Engine.Read(ctx, keys)
+}
+
+func (c crashy) Scan(ctx context.Context, o engine.ScanOptions, fn func(engine.Entry) error) error {
+	if string(o.Start) == "__freeze__" {
+		freeze()
+	}
+	return c.Engine.Scan(ctx, o, fn)
 }
 
 func main() {
