@@ -743,6 +743,30 @@ func returnsWithin(t *testing.T, what string, f func()) {
 	}
 }
 
+// TestGroupKilledWhenLeaderExits: processes a plugin started in its group
+// die as soon as the plugin process itself has exited and been reaped,
+// before anything kills it: the host signals the group then and never
+// later, when its number may belong to another process's group.
+func TestGroupKilledWhenLeaderExits(t *testing.T) {
+	if !haveProc() {
+		t.Skip("needs /proc to find the plugin's group")
+	}
+	pid, line, err := host.RunToExit("/bin/sh", "-c", "sleep 300 & echo $!; exit 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(line)
+	if err != nil {
+		t.Fatalf("child pid %q: %v", line, err)
+	}
+	if !waitFor(func() bool { return !processAlive(child) && len(groupMembers(pid)) == 0 }) {
+		if p, err := os.FindProcess(child); err == nil {
+			_ = p.Kill()
+		}
+		t.Fatalf("the plugin's child %d outlived it in its group %d", child, pid)
+	}
+}
+
 // TestEscapee: a process that left the plugin's
 // group keeps the plugin's standard output and error open; it must not
 // hold Close, a restart after a crash, or a launch that timed out.

@@ -64,6 +64,7 @@ type procRunner struct {
 	pipes   []*os.File     // the host's read ends of stdout and stderr
 	closed  sync.Once      // closes pipes
 
+	reaped  bool           // the process has been reaped and its group killed
 	exited  chan struct{}  // closed once the process has been reaped
 	waitErr error          // set before exited is closed
 	readers sync.WaitGroup // the readers of stdout and stderr
@@ -146,9 +147,15 @@ func (r *procRunner) Start(context.Context) error {
 		splitStdout(outR, pw, &r.head, log)
 	}()
 	cmd := r.cmd
+	pid := r.pid
 	go func() {
 		err := cmd.Wait()
 		r.mu.Lock()
+		// The leader is reaped: kill what is left of its group now, while
+		// its number cannot have been given to another process yet, and
+		// never signal the group again (see Kill).
+		killRemains(pid)
+		r.reaped = true
 		r.waitErr = err
 		r.mu.Unlock()
 		close(r.exited)
@@ -191,13 +198,18 @@ func (r *procRunner) Wait(context.Context) error {
 }
 
 // Kill implements runner.Runner: it SIGKILLs the process group, and
-// prevents a launch that has not started yet from starting.
+// prevents a launch that has not started yet from starting. Once the
+// leader has been reaped its group was killed already (as it was reaped),
+// and Kill sends nothing: the group's number may since belong to another
+// process's group.
 func (r *procRunner) Kill(context.Context) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.aborted = true
-	pid := r.pid
-	r.mu.Unlock()
-	return killGroup(pid)
+	if r.reaped {
+		return nil
+	}
+	return killGroup(r.pid)
 }
 
 // signal sends sig to the process (not its group) unless it has been
