@@ -159,14 +159,17 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("plugin", filepath.Base(cfg.Path))
-	// Refuse a bad binary before taking the lock; each launch checks again.
-	if f, err := checkBinaryFile(cfg); err != nil {
+	// Refuse a bad binary before taking the lock. The first launch runs
+	// the bytes checked here; each restart checks the binary again.
+	bin, err := checkBinary(cfg)
+	if err != nil {
 		return nil, err
-	} else if f != nil {
-		f.Close()
 	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
+		if bin != nil {
+			bin.Close()
+		}
 		return nil, err
 	}
 	stopCtx, stop := context.WithCancel(context.Background())
@@ -179,7 +182,7 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 		supDone:  make(chan struct{}),
 		hostName: filepath.Base(cfg.Path),
 	}
-	g, err := p.launch(ctx)
+	g, err := p.launch(ctx, bin)
 	if err != nil {
 		stop()
 		if ch := p.unreapedProcess(); ch != nil {
@@ -288,11 +291,14 @@ func handshakeEnv(kv string) bool {
 }
 
 // launch starts one generation of the plugin, bounded by ctx and
-// Config.StartTimeout.
-func (p *Plugin) launch(ctx context.Context) (*generation, error) {
-	bin, err := checkBinary(p.cfg)
-	if err != nil {
-		return nil, err
+// Config.StartTimeout. bin is what checkBinary returned for this launch
+// (launch closes it), or nil for launch to check the binary itself.
+func (p *Plugin) launch(ctx context.Context, bin *os.File) (*generation, error) {
+	if bin == nil {
+		var err error
+		if bin, err = checkBinary(p.cfg); err != nil {
+			return nil, err
+		}
 	}
 	if bin != nil {
 		defer bin.Close() // the process has started, or failed to, by then
@@ -617,7 +623,7 @@ func (p *Plugin) supervise(g *generation) {
 					return
 				}
 			}
-			ng, err := p.launch(p.stopCtx)
+			ng, err := p.launch(p.stopCtx, nil)
 			if err != nil {
 				if p.stopCtx.Err() != nil {
 					return
