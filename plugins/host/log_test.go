@@ -65,6 +65,18 @@ func TestForwardStderr(t *testing.T) {
 	if last := got[len(got)-1]; last.msg != "no newline at the end" {
 		t.Errorf("last record %+v", last)
 	}
+	// The line longer than a buffer is logged whole, in pieces that each
+	// fit one.
+	var long strings.Builder
+	for _, r := range got[len(want) : len(got)-1] {
+		if len(r.msg) > maxLogLine {
+			t.Errorf("a piece of %d bytes, over %d", len(r.msg), maxLogLine)
+		}
+		long.WriteString(r.msg)
+	}
+	if n := len(got) - 1 - len(want); n != 2 || long.String() != strings.Repeat("x", maxLogLine+10) {
+		t.Errorf("the long line came in %d pieces of %d bytes in all, want 2 of %d", n, long.Len(), maxLogLine+10)
+	}
 	if s := tl.String(); !strings.HasSuffix(s, "no newline at the end") || strings.Count(s, "\n") >= tailLines {
 		t.Errorf("tail: %q", s)
 	}
