@@ -21,7 +21,10 @@ import (
 // its older version), or a late delete removes a put acknowledged after
 // it. Calls arrive in order on one Stream (the cancellation too, before
 // anything sent after it), and across Streams and unary calls in the
-// order the server received them.
+// order the server received them. When the client gives up on a whole
+// Stream, its reset cancels the calls of it not yet started, and they
+// never start; gRPC does not promise, though, that the reset reaches the
+// server before the first call of the client's next Stream.
 //
 // It is safe for concurrent use.
 type applyOrder struct {

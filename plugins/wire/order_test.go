@@ -10,6 +10,7 @@ import (
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/engines/memengine"
+	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
 )
 
 // stallDeletes is an engine whose deletes wait for release, ignoring their
@@ -98,5 +99,44 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition still false after a minute")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// countApplies is the reference engine counting the Apply calls it gets.
+type countApplies struct {
+	engine.Engine
+	calls atomic.Int32
+}
+
+func (e *countApplies) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	e.calls.Add(1)
+	return e.Engine.Apply(ctx, ws, o)
+}
+
+// TestEndedApplyDoesNotStart: an Apply whose context ended before it
+// started (one read from a stream the client had already reset) never
+// reaches the engine, whether or not it had to wait for another, and
+// leaves the order.
+func TestEndedApplyDoesNotStart(t *testing.T) {
+	for _, behind := range []bool{false, true} {
+		e := &countApplies{Engine: memengine.New()}
+		srv := NewServer(e)
+		req := &enginepb.ApplyRequest{ProtocolVersion: engine.ProtocolVersion, Writes: writesToPB([]engine.Write{put("k", "v", 1)})}
+		var earlier *ticket
+		if behind {
+			earlier = srv.order.admit(req.GetWrites())
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := srv.apply(ctx, req, srv.order.admit(req.GetWrites())); !errors.Is(err, context.Canceled) {
+			t.Errorf("behind another: %v: apply with an ended context: %v, want context.Canceled", behind, err)
+		}
+		srv.order.finish(earlier)
+		if n := e.calls.Load(); n != 0 {
+			t.Errorf("behind another: %v: %d engine Applies, want none", behind, n)
+		}
+		if n := len(srv.order.running); n != 0 {
+			t.Errorf("behind another: %v: %d Applies left in the order", behind, n)
+		}
 	}
 }

@@ -184,6 +184,12 @@ func (s *Server) apply(ctx context.Context, req *enginepb.ApplyRequest, t *ticke
 	if err := t.wait(ctx); err != nil {
 		return nil, err
 	}
+	// A call whose context has ended never starts: nor, so, do the calls
+	// of a Stream the client has reset that are read after the reset (see
+	// applyOrder).
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	results, err := s.e.Apply(ctx, writes, engine.ApplyOptions{Atomic: req.GetAtomic(), NoSync: req.GetNoSync()})
 	if err != nil {
 		return nil, err
