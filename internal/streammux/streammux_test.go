@@ -29,8 +29,9 @@ import (
 // real gRPC server on a loopback port, whose Stream is scripted per test.
 
 // waitTime bounds every wait, so that a bug fails a test instead of
-// hanging it.
-const waitTime = 5 * time.Second
+// hanging it. It is a bound on a hang, not a measure of speed: TestStress
+// takes a few seconds on two loaded cores under -race.
+const waitTime = time.Minute
 
 // The errors of the test Options, wrapping the cause where there is one.
 var (
@@ -689,7 +690,7 @@ func TestOpenFailure(t *testing.T) {
 		c := make(chan error, 4*n) // room for every cause: Broken must not block
 		m, _ := newMux(t, newOptions(serve(t, &enginepb.UnimplementedEngineServer{}), c))
 		// A bound for all n calls together (about 2 s under -race here).
-		ctx, cancel := context.WithTimeout(context.Background(), 12*waitTime)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*waitTime)
 		defer cancel()
 		for id := uint64(1); id <= n; id++ {
 			// The server may end a stream before the call queues on it,

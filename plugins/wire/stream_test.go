@@ -115,15 +115,18 @@ func TestStreamCoalescesAndDispatches(t *testing.T) {
 }
 
 // gated blocks Reads of key "slow" until release is closed, ignoring
-// their context, and counts the Reads that finished.
+// their context; it signals entered as each starts and finished as each
+// ends.
 type gated struct {
 	engine.Engine
+	entered  chan struct{}
 	release  chan struct{}
 	finished chan struct{}
 }
 
 func (g gated) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) {
 	if len(keys) == 1 && string(keys[0]) == "slow" {
+		g.entered <- struct{}{}
 		<-g.release
 		defer func() { g.finished <- struct{}{} }()
 	}
@@ -131,11 +134,12 @@ func (g gated) Read(ctx context.Context, keys [][]byte) ([]engine.Entry, error) 
 }
 
 // TestStreamAnswersOutOfOrder: a fast call is answered while a slow one
-// waits, on the same stream; a caller whose context ends returns at once
-// and the late answer is dropped without disturbing the stream.
+// waits, on the same stream; a caller who gives up on a call the engine
+// is running returns at once, and the late answer is dropped without
+// disturbing the stream.
 func TestStreamAnswersOutOfOrder(t *testing.T) {
 	ctx := ctxT(t)
-	g := gated{Engine: memengine.New(), release: make(chan struct{}), finished: make(chan struct{}, 2)}
+	g := gated{Engine: memengine.New(), entered: make(chan struct{}, 2), release: make(chan struct{}), finished: make(chan struct{}, 2)}
 	e := loop(t, g)
 	if _, err := e.Apply(ctx, []engine.Write{put("fast", "f", 1), put("slow", "s", 1)}, engine.ApplyOptions{}); err != nil {
 		t.Fatal(err)
@@ -148,22 +152,30 @@ func TestStreamAnswersOutOfOrder(t *testing.T) {
 		}
 		slow <- err
 	}()
+	await(t, "the slow read in the engine", g.entered)
 	got, err := e.Read(ctx, [][]byte{[]byte("fast")})
 	if err != nil || string(got[0].Value) != "f" {
 		t.Fatalf("fast read: %+v %v", got, err)
 	}
 	// A caller that gives up returns promptly, while its call still runs.
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	abandon, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if _, err := e.Read(short, [][]byte{[]byte("slow")}); !errors.Is(err, context.DeadlineExceeded) {
+	abandoned := make(chan error, 1)
+	go func() {
+		_, err := e.Read(abandon, [][]byte{[]byte("slow")})
+		abandoned <- err
+	}()
+	await(t, "the abandoned read in the engine", g.entered)
+	cancel()
+	if err := await(t, "the abandoned read", abandoned); !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned read: %v", err)
 	}
 	close(g.release)
-	if err := <-slow; err != nil {
+	if err := await(t, "the slow read", slow); err != nil {
 		t.Fatal(err)
 	}
-	<-g.finished
-	<-g.finished // the abandoned call's late answer, which nobody awaits
+	await(t, "the slow read's end", g.finished)
+	await(t, "the abandoned read's end", g.finished) // its late answer, which nobody awaits
 	got, err = e.Read(ctx, [][]byte{[]byte("fast"), []byte("slow")})
 	if err != nil || string(got[0].Value) != "f" || string(got[1].Value) != "s" {
 		t.Fatalf("read after a dropped answer: %+v %v", got, err)
@@ -191,18 +203,19 @@ func (d deadlineSeen) Read(ctx context.Context, _ [][]byte) ([]engine.Entry, err
 func TestStreamDeadlineReachesTheEngine(t *testing.T) {
 	d := deadlineSeen{Engine: memengine.New(), saw: make(chan bool, 1)}
 	e := loop(t, d)
-	ctx, cancel := context.WithTimeout(ctxT(t), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctxT(t), callTimeout/2)
 	defer cancel()
-	if _, err := e.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("caller got %v", err)
+	read := make(chan error, 1)
+	go func() {
+		_, err := e.Read(ctx, [][]byte{[]byte("k")})
+		read <- err
+	}()
+	if !await(t, "the call in the engine", d.saw) {
+		t.Error("the engine's context has no deadline")
 	}
-	select {
-	case ok := <-d.saw:
-		if !ok {
-			t.Error("the engine's context has no deadline")
-		}
-	case <-time.After(callTimeout):
-		t.Fatal("the engine never saw the call")
+	cancel()
+	if err := await(t, "the caller", read); !errors.Is(err, context.Canceled) {
+		t.Errorf("caller got %v", err)
 	}
 }
 
@@ -220,9 +233,9 @@ func TestStreamBreakageThenRecovery(t *testing.T) {
 		_, err := c.Read(ctx, [][]byte{[]byte("k")})
 		done <- err
 	}()
-	<-b.started
+	await(t, "the call in the engine", b.started)
 	srv.Stop()
-	if err := <-done; !errors.Is(err, engine.ErrUnavailable) {
+	if err := await(t, "the waiting call", done); !errors.Is(err, engine.ErrUnavailable) {
 		t.Fatalf("waiting call got %v", err)
 	}
 	mem := memengine.New()

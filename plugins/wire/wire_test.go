@@ -21,6 +21,18 @@ import (
 // test instead of blocking it; it is not a timing assertion.
 const callTimeout = time.Minute
 
+// await returns the next value of ch, failing t after callTimeout.
+func await[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(callTimeout):
+		t.Fatalf("%s: nothing after %v", what, callTimeout)
+		panic("unreachable")
+	}
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	t.Cleanup(cancel)
@@ -368,9 +380,9 @@ func TestCancellationReachesTheEngine(t *testing.T) {
 		_, err := e.Read(ctx, [][]byte{[]byte("k")})
 		done <- err
 	}()
-	<-b.started
+	await(t, "the call in the engine", b.started)
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := await(t, "the caller", done); !errors.Is(err, context.Canceled) {
 		t.Errorf("caller got %v", err)
 	}
 	if err := <-b.saw; !errors.Is(err, context.Canceled) {
