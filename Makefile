@@ -33,7 +33,7 @@ proto-check:
 	scripts/genproto.sh --check
 
 test: deps vet proto-check
-	$(GO) test -race -timeout 15m $(RACE_PKGS)
+	$(GO) test -race -timeout 20m $(RACE_PKGS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...

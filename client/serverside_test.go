@@ -69,6 +69,14 @@ func TestServerStopsWaitingForAbandonedRequests(t *testing.T) {
 		t.Fatalf("put with a deadline: %v", err)
 	}
 	answered(1)
+	// The answer is counted before the request leaves in_flight: wait for
+	// that, so that onServer(2) below sees the next write, not this one.
+	for deadline := time.Now().Add(time.Minute); srv.Metrics()["flaredb_requests_in_flight"] > 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned write is still in flight on the server")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -16,7 +16,7 @@ func TestCertifyCommand(t *testing.T) {
 	report := filepath.Join(t.TempDir(), "report.json")
 	// The whole suite plus the plugin-only cases: minutes under -race on
 	// two cores, so a generous bound (a hang still fails).
-	out, errOut, code := runCLITimeout(t, 15*time.Minute, "conformance", "--plugin", bin("flaredb-bbolt-plugin"), "--report", report)
+	out, errOut, code := runCLITimeout(t, 8*time.Minute, "conformance", "--plugin", bin("flaredb-bbolt-plugin"), "--report", report)
 	if code != 0 {
 		t.Fatalf("certifying the bbolt example: exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -135,13 +135,15 @@ func TestCloseWithWritersInFlight(t *testing.T) {
 		s := New(memengine.New(), openOracle(t), Options{Sync: true})
 		var wg sync.WaitGroup
 		started := make(chan struct{})
+		var once sync.Once
 		for g := 0; g < 16; g++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer once.Do(func() { close(started) }) // a writer that fails
 				for i := 0; ; i++ {
 					if i == 1 && g == 0 {
-						close(started)
+						once.Do(func() { close(started) })
 					}
 					_, err := s.Put(context.Background(), []byte(fmt.Sprintf("g%d-%d", g, i)), []byte("v"), 0)
 					if errors.Is(err, ErrShuttingDown) {
@@ -154,7 +156,7 @@ func TestCloseWithWritersInFlight(t *testing.T) {
 				}
 			}()
 		}
-		<-started
+		within(t, "the first writes", func() { <-started })
 		within(t, "close", s.Close)
 		within(t, "writers", wg.Wait)
 	}

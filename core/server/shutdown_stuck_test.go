@@ -81,15 +81,28 @@ func testShutdownWithStuckEngine(t *testing.T, shutdownTimeout, unstickAfter tim
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	// The put reaches the engine and sticks there (the engine ignores
+	// call_timeout's context); the client then gives up on it.
+	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
-	if _, err := kvpb.NewKVClient(conn).Put(pctx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")}); err == nil {
-		t.Fatal("a put into the stuck engine succeeded")
-	}
+	put := make(chan error, 1)
+	go func() {
+		_, err := kvpb.NewKVClient(conn).Put(pctx, &kvpb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		put <- err
+	}()
 	select {
 	case <-eng.entered:
 	case <-ctx.Done():
 		t.Fatal("the put never reached the engine")
+	}
+	pcancel()
+	select {
+	case err := <-put:
+		if err == nil {
+			t.Fatal("a put into the stuck engine succeeded")
+		}
+	case <-ctx.Done():
+		t.Fatal("the put given up on did not return")
 	}
 
 	if unstickAfter > 0 {

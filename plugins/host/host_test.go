@@ -372,7 +372,9 @@ func TestHungPluginIsKilledAndRestarted(t *testing.T) {
 				t.Fatal(err)
 			}
 			pid := p.PID()
-			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			// Long enough for the call to reach the plugin on a slow
+			// machine (one that expired first would not freeze it).
+			short, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			if err := tc.do(short, p); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("%s on a frozen plugin: %v", tc.call, err)
@@ -528,6 +530,9 @@ func killNineMidWrite(t *testing.T, name string) {
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	stopWriters := func() { stopOnce.Do(func() { close(stop); wg.Wait() }) }
+	defer stopWriters() // on a failure, too: no writers left spinning
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
@@ -592,8 +597,7 @@ func killNineMidWrite(t *testing.T, name string) {
 	if !waitFor(func() bool { return p.Status().State == host.StateRunning && ackedCount() >= before+200 }) {
 		t.Fatalf("no progress after the restart: %+v\n%s", p.Status(), rec.dump())
 	}
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	if haveProc() && processAlive(pid) {
 		t.Errorf("killed process %d still alive", pid)
 	}
@@ -947,23 +951,23 @@ wait $pid
 	data := t.TempDir()
 	done := make(chan error, 1)
 	go func() {
-		p, err := host.Launch(ctxT(t), host.Config{Path: script, DataDir: data, SocketDir: t.TempDir(), StartTimeout: time.Second}, nil)
+		p, err := host.Launch(ctxT(t), host.Config{Path: script, DataDir: data, SocketDir: t.TempDir(), StartTimeout: 3 * time.Second}, nil)
 		if err == nil {
 			_ = p.Close()
 		}
 		done <- err
 	}()
 	// Without a bound of its own, go-plugin's connection waits about 20s
-	// (gRPC's connect timeout): ten times StartTimeout tells a hang apart,
-	// and is no measure of speed.
+	// (gRPC's connect timeout): five times StartTimeout, still below that,
+	// tells a hang apart, and is no measure of speed.
 	select {
 	case err := <-done:
 		if !errors.Is(err, host.ErrStartTimeout) || !strings.Contains(err.Error(), "did not accept the connection") {
 			t.Fatalf("launch: %v, want ErrStartTimeout for a plugin that did not accept the connection", err)
 		}
 		t.Log(err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Launch still blocked 10s after a 1s start timeout")
+	case <-time.After(15 * time.Second):
+		t.Fatal("Launch still blocked 15s after a 3s start timeout")
 	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
