@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -675,12 +674,7 @@ func TestRetryUnary(t *testing.T) {
 // TestRetryNotSent: writes that certainly never left the client are
 // retried, on both paths.
 func TestRetryNotSent(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close() // nothing listens there now
+	addr := servertest.DeadAddr(t)
 
 	var unaryAttempts, streamAttempts atomic.Int32
 	ctx := testCtx(t)
@@ -719,13 +713,7 @@ func TestRetryNotSent(t *testing.T) {
 }
 
 func TestNewUnreachable(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	_, err = New(testCtx(t), addr)
+	_, err := New(testCtx(t), servertest.DeadAddr(t))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("New to nowhere: %v", err)
 	}

@@ -49,15 +49,7 @@ func runRoot(t *testing.T, root *cobra.Command, stdin string, args ...string) re
 }
 
 // deadAddr is an address where nothing listens.
-func deadAddr(t *testing.T) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
-}
+func deadAddr(t *testing.T) string { return servertest.DeadAddr(t) }
 
 func TestUsageErrors(t *testing.T) {
 	dead := deadAddr(t)
