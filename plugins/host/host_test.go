@@ -753,7 +753,7 @@ func returnsWithin(t *testing.T, what string, f func()) {
 // later, when its number may belong to another process's group.
 func TestGroupKilledWhenLeaderExits(t *testing.T) {
 	if !haveProc() {
-		t.Skip("needs /proc to find the plugin's group")
+		t.Fatal("/proc is needed for this test, to find the plugin's group")
 	}
 	pid, line, err := host.RunToExit("/bin/sh", "-c", "sleep 300 & echo $!; exit 0")
 	if err != nil {
