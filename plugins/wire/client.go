@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -58,11 +59,16 @@ type Client struct {
 	// The Stream that carries Read and Apply: base is the context of its
 	// sessions, canceled by Close; nextID numbers its calls; noStream is
 	// set for good once the server turns out to lack the Stream method.
-	mux          *streammux.Mux[*enginepb.StreamAnswer]
-	base         context.Context
-	baseCancel   context.CancelFunc
-	nextID       atomic.Uint64
-	noStream     atomic.Bool
+	mux        *streammux.Mux[*enginepb.StreamAnswer]
+	base       context.Context
+	baseCancel context.CancelFunc
+	nextID     atomic.Uint64
+	noStream   atomic.Bool
+	// name (random) and epoch, the number of the last Stream opened,
+	// identify each Stream to the server, so that a new one fences off
+	// the old ones (see fence.go).
+	name         string
+	epoch        atomic.Uint64
 	testHookSend func(calls int) // called with each message's size in calls
 }
 
@@ -79,11 +85,13 @@ var _ engine.Engine = (*Client)(nil)
 // Read and Apply travel on one long-lived Stream call, opened on first use:
 // calls made concurrently are coalesced into shared messages and answered
 // by id. When the stream breaks, the calls waiting on it fail with
-// engine.ErrUnavailable and the next call opens a new one. Against a server
+// engine.ErrUnavailable and the next call opens a new one, which fences the
+// old one off on the server: no call left on it that had not started runs
+// once the new one has opened (see the protocol's Stream method). Against a server
 // without the Stream method (an older plugin) the Client falls back to one
 // unary call per Read or Apply, for good.
 func NewClient(conn grpc.ClientConnInterface) *Client {
-	c := &Client{rpc: enginepb.NewEngineClient(conn), hs: make(chan struct{}, 1)}
+	c := &Client{rpc: enginepb.NewEngineClient(conn), hs: make(chan struct{}, 1), name: rand.Text()}
 	c.base, c.baseCancel = context.WithCancel(context.Background())
 	c.mux = c.newMux()
 	return c

@@ -22,14 +22,14 @@ import (
 // it. Calls arrive in order on one Stream (the cancellation too, before
 // anything sent after it), and across Streams and unary calls in the
 // order the server received them. When the client gives up on a whole
-// Stream, its reset cancels the calls of it not yet started, and they
-// never start; gRPC does not promise, though, that the reset reaches the
-// server before the first call of the client's next Stream.
+// Stream, the next Stream it opens fences the old one off (see fence.go):
+// the old Stream's calls not yet admitted never start.
 //
 // It is safe for concurrent use.
 type applyOrder struct {
 	mu      sync.Mutex
-	running []*ticket // in arrival order
+	running []*ticket               // in arrival order
+	clients map[string]*fenceClient // the Streams of named clients
 }
 
 // ticket is one Apply admitted to the order.
@@ -39,22 +39,28 @@ type ticket struct {
 	done  chan struct{}
 }
 
-// admit records an Apply of writes arriving now and returns its ticket,
-// which must be finished once the call has returned (or will not run).
-func (o *applyOrder) admit(writes []*enginepb.Write) *ticket {
+// admit records an Apply of writes arriving now on Stream st (nil for a
+// unary call or an unnamed client's Stream) and returns its ticket, which
+// must be finished once the call has returned (or will not run). It
+// returns false, and no ticket, if st has been fenced off: the call must
+// not run.
+func (o *applyOrder) admit(st *fencedStream, writes []*enginepb.Write) (*ticket, bool) {
 	t := &ticket{keys: make(map[string]struct{}, len(writes)), done: make(chan struct{})}
 	for _, w := range writes {
 		t.keys[string(w.GetKey())] = struct{}{}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if st.isFenced() {
+		return nil, false
+	}
 	for _, r := range o.running {
 		if keyset.Overlap(r.keys, t.keys) {
 			t.after = append(t.after, r)
 		}
 	}
 	o.running = append(o.running, t)
-	return t
+	return t, true
 }
 
 // wait waits until the earlier Applies t must follow have returned, or

@@ -135,11 +135,12 @@ func TestEndedApplyDoesNotStart(t *testing.T) {
 		req := &enginepb.ApplyRequest{ProtocolVersion: engine.ProtocolVersion, Writes: writesToPB([]engine.Write{put("k", "v", 1)})}
 		var earlier *ticket
 		if behind {
-			earlier = srv.order.admit(req.GetWrites())
+			earlier, _ = srv.order.admit(nil, req.GetWrites())
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if _, err := srv.apply(ctx, req, srv.order.admit(req.GetWrites())); !errors.Is(err, context.Canceled) {
+		late, _ := srv.order.admit(nil, req.GetWrites())
+		if _, err := srv.apply(ctx, req, late); !errors.Is(err, context.Canceled) {
 			t.Errorf("behind another: %v: apply with an ended context: %v, want context.Canceled", behind, err)
 		}
 		srv.order.finish(earlier)

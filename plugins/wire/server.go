@@ -138,7 +138,8 @@ func (s *Server) read(ctx context.Context, req *enginepb.ReadRequest) (resp *eng
 
 // Apply implements enginepb.EngineServer.
 func (s *Server) Apply(ctx context.Context, req *enginepb.ApplyRequest) (*enginepb.ApplyResponse, error) {
-	resp, err := s.apply(ctx, req, s.order.admit(req.GetWrites()))
+	t, _ := s.order.admit(nil, req.GetWrites()) // a unary call is never fenced
+	resp, err := s.apply(ctx, req, t)
 	if err == nil {
 		err = s.answerFits(proto.Size(resp), resp)
 	}

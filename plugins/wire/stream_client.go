@@ -30,7 +30,7 @@ var errNoStream = errors.New("wire: server has no Stream method")
 func (c *Client) newMux() *streammux.Mux[*enginepb.StreamAnswer] {
 	return streammux.New(c.base, streammux.Options[*enginepb.StreamAnswer]{
 		Open: func(ctx context.Context) (grpc.ClientStream, error) {
-			return c.rpc.Stream(ctx, grpc.ForceCodecV2(streammux.Codec()))
+			return c.rpc.Stream(streamAppend(ctx, c.name, c.epoch.Add(1)), grpc.ForceCodecV2(streammux.Codec()))
 		},
 		Receive: func(st grpc.ClientStream) ([]*enginepb.StreamAnswer, bool, error) {
 			resp := new(enginepb.StreamResponse)

@@ -33,8 +33,20 @@ const (
 // context derived from the stream's (so that the stream's end cancels
 // them) and bounded by the call's timeout, and sends the answers as they
 // come, coalescing those that are ready into one message.
+//
+// A Stream whose metadata names its client and epoch fences off that
+// client's older Streams, and is refused if a newer one has been seen (see
+// fence.go).
 func (s *Server) Stream(stream grpc.BidiStreamingServer[enginepb.StreamRequest, enginepb.StreamResponse]) error {
-	ctx := stream.Context()
+	ctx, cancelAll := context.WithCancel(stream.Context())
+	defer cancelAll()
+	var fs *fencedStream
+	if client, epoch, ok := streamIdentity(ctx); ok {
+		if fs, ok = s.order.openStream(client, epoch, cancelAll); !ok {
+			return ToStatus(fmt.Errorf("%w: stream %d of this client comes after a newer one, and runs nothing", engine.ErrUnavailable, epoch))
+		}
+		defer s.order.closeStream(fs)
+	}
 	answers := make(chan *enginepb.StreamAnswer, 1024)
 	sem := make(chan struct{}, streamInFlight)
 	var wg sync.WaitGroup
@@ -129,15 +141,21 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[enginepb.StreamRequest, 
 			cancels[id] = token
 			mu.Unlock()
 			var t *ticket
+			admitted := true
 			if _, ok := c.GetCall().(*enginepb.StreamCall_Apply); ok {
 				// In the order of arrival, before the call's goroutine runs.
-				t = s.order.admit(c.GetApply().GetWrites())
+				t, admitted = s.order.admit(fs, c.GetApply().GetWrites())
+			} else {
+				admitted = !fs.isFenced()
 			}
 			wg.Add(1)
 			go func(c *enginepb.StreamCall) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				a := s.streamOne(cctx, c, t)
+				a := &enginepb.StreamAnswer{Id: c.GetId(), Answer: &enginepb.StreamAnswer_Error{Error: toStreamError(errFenced)}}
+				if admitted {
+					a = s.streamOne(cctx, c, t)
+				}
 				mu.Lock()
 				// Forget the cancel function unless a later call took the id.
 				if cancels[id] == token {
@@ -150,6 +168,10 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[enginepb.StreamRequest, 
 		}
 	}
 }
+
+// errFenced answers the calls read from a Stream after a newer Stream of
+// its client fenced it off: they never run.
+var errFenced = fmt.Errorf("%w: a newer stream of this client has superseded the call's stream; the call did not run", engine.ErrUnavailable)
 
 // drainAfter records a send error and keeps draining answers so that
 // handlers never block.

@@ -91,6 +91,18 @@ type EngineClient interface {
 	// carried per call (StreamError), with the code and reason a unary call
 	// would have in its status. A server without this method answers
 	// UNIMPLEMENTED, and the client falls back to the unary calls.
+	//
+	// A client may name itself and number its Streams in the call's metadata:
+	// "flaredb-stream-client" (any non-empty name, random per client) and
+	// "flaredb-stream-epoch" (a decimal number, higher for each Stream the
+	// client opens). A Stream then fences off the same client's Streams of
+	// lower epochs: their calls not yet started never run (they are answered
+	// UNAVAILABLE, or the old Stream ends), while Applies that had started
+	// keep the newer Stream's Applies of the same keys waiting until they
+	// return. A Stream whose epoch is lower than one the client has already
+	// opened is refused with UNAVAILABLE. So a client that gives up on a
+	// Stream can be sure that nothing left on it lands after what it sends
+	// next.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
@@ -204,6 +216,18 @@ type EngineServer interface {
 	// carried per call (StreamError), with the code and reason a unary call
 	// would have in its status. A server without this method answers
 	// UNIMPLEMENTED, and the client falls back to the unary calls.
+	//
+	// A client may name itself and number its Streams in the call's metadata:
+	// "flaredb-stream-client" (any non-empty name, random per client) and
+	// "flaredb-stream-epoch" (a decimal number, higher for each Stream the
+	// client opens). A Stream then fences off the same client's Streams of
+	// lower epochs: their calls not yet started never run (they are answered
+	// UNAVAILABLE, or the old Stream ends), while Applies that had started
+	// keep the newer Stream's Applies of the same keys waiting until they
+	// return. A Stream whose epoch is lower than one the client has already
+	// opened is refused with UNAVAILABLE. So a client that gives up on a
+	// Stream can be sure that nothing left on it lands after what it sends
+	// next.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedEngineServer()
 }

@@ -1,0 +1,236 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/engines/memengine"
+	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
+)
+
+// rawStream is one Stream call made by hand, to control what each Stream
+// sends and when.
+type rawStream struct {
+	t  *testing.T
+	st grpc.BidiStreamingClient[enginepb.StreamRequest, enginepb.StreamResponse]
+	id uint64
+}
+
+func openRaw(t *testing.T, ctx context.Context, rpc enginepb.EngineClient, client string, epoch uint64) *rawStream {
+	t.Helper()
+	if client != "" {
+		ctx = streamAppend(ctx, client, epoch)
+	}
+	st, err := rpc.Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rawStream{t: t, st: st}
+}
+
+// call sends one call and returns its answer's error (nil for a success),
+// or the error that ended the stream instead.
+func (r *rawStream) call(build func(*enginepb.StreamCall)) error {
+	r.t.Helper()
+	r.id++
+	c := &enginepb.StreamCall{Id: r.id}
+	build(c)
+	if err := r.st.Send(&enginepb.StreamRequest{Calls: []*enginepb.StreamCall{c}}); err != nil {
+		_, err = r.st.Recv() // the stream's own end says why
+		return err
+	}
+	resp, err := r.st.Recv()
+	if err != nil {
+		return err
+	}
+	if n := len(resp.GetAnswers()); n != 1 || resp.GetAnswers()[0].GetId() != r.id {
+		r.t.Fatalf("want the answer of call %d alone, got %v", r.id, resp.GetAnswers())
+	}
+	if e := resp.GetAnswers()[0].GetError(); e != nil {
+		return fromStreamError(e)
+	}
+	return nil
+}
+
+// rawVersion numbers the raw streams' puts.
+var rawVersion atomic.Uint64
+
+func (r *rawStream) put(key string) error {
+	return r.call(func(c *enginepb.StreamCall) {
+		c.Call = &enginepb.StreamCall_Apply{Apply: &enginepb.ApplyRequest{
+			ProtocolVersion: engine.ProtocolVersion,
+			Writes:          writesToPB([]engine.Write{{Kind: engine.OpPut, Key: []byte(key), Value: []byte("v"), Version: rawVersion.Add(1)}}),
+		}}
+	})
+}
+
+func (r *rawStream) read(key string) error {
+	return r.call(func(c *enginepb.StreamCall) {
+		c.Call = &enginepb.StreamCall_Read{Read: &enginepb.ReadRequest{ProtocolVersion: engine.ProtocolVersion, Keys: [][]byte{[]byte(key)}}}
+	})
+}
+
+// TestNewerStreamFencesOlder: once a client's Stream of a higher epoch has
+// opened, the calls still to come on its older Stream never run, a Stream
+// of a lower epoch is refused, and neither touches the Streams of other
+// clients or of unnamed ones. This is what keeps a write the client gave
+// up on, sent on a Stream it abandoned, from landing after the writes it
+// sends next on a new Stream.
+func TestNewerStreamFencesOlder(t *testing.T) {
+	ctx := ctxT(t)
+	e := &countApplies{Engine: memengine.New()}
+	_, addr := serveOn(t, "127.0.0.1:0", NewServer(e))
+	rpc := enginepb.NewEngineClient(dial(t, addr))
+
+	old := openRaw(t, ctx, rpc, "c1", 1)
+	if err := old.put("before"); err != nil {
+		t.Fatalf("put on the first stream: %v", err)
+	}
+	other := openRaw(t, ctx, rpc, "c2", 1)
+	if err := other.put("other-before"); err != nil {
+		t.Fatalf("put on another client's stream: %v", err)
+	}
+	unnamed := openRaw(t, ctx, rpc, "", 0)
+	newer := openRaw(t, ctx, rpc, "c1", 2)
+	if err := newer.read("before"); err != nil { // the newer stream is open on the server
+		t.Fatalf("read on the newer stream: %v", err)
+	}
+
+	if err := old.put("late"); err == nil {
+		t.Error("a put on the fenced-off stream succeeded")
+	} else if !errors.Is(err, engine.ErrUnavailable) && status.Code(err) != codes.Canceled {
+		t.Errorf("a put on the fenced-off stream: %v, want unavailable or the stream canceled", err)
+	}
+	stale := openRaw(t, ctx, rpc, "c1", 1)
+	if err := stale.put("stale"); status.Code(err) != codes.Unavailable {
+		t.Errorf("a put on a stream older than the newest: %v, want the stream refused as unavailable", err)
+	}
+	for _, s := range []struct {
+		name string
+		r    *rawStream
+	}{{"newer", newer}, {"other client", other}, {"unnamed", unnamed}} {
+		if err := s.r.put(s.name); err != nil {
+			t.Errorf("put on the %s stream: %v", s.name, err)
+		}
+	}
+
+	if n := e.calls.Load(); n != 5 {
+		t.Errorf("the engine got %d Applies, want 5 (before, other-before, and one per live stream)", n)
+	}
+	es, err := e.Read(ctx, [][]byte{[]byte("late"), []byte("stale"), []byte("newer")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es[0].Version != 0 || es[1].Version != 0 || es[2].Version == 0 {
+		t.Errorf("late, stale, newer: %+v; want only newer written", es)
+	}
+}
+
+// TestClientNumbersItsStreams: each Stream a Client opens carries the
+// Client's name and an epoch higher than the last, and two Clients have
+// different names.
+func TestClientNumbersItsStreams(t *testing.T) {
+	ctx := ctxT(t)
+	type seen struct {
+		name, epoch string
+	}
+	var mu sync.Mutex
+	var streams []seen
+	srv := grpc.NewServer(append(ServerOptions(), grpc.StreamInterceptor(
+		func(impl any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			md, _ := metadata.FromIncomingContext(ss.Context())
+			mu.Lock()
+			streams = append(streams, seen{name: firstOf(md.Get(mdStreamClient)), epoch: firstOf(md.Get(mdStreamEpoch))})
+			first := len(streams) == 1
+			mu.Unlock()
+			if first {
+				return status.Error(codes.Unavailable, "the first stream breaks")
+			}
+			return h(impl, ss)
+		}))...)
+	enginepb.RegisterEngineServer(srv, NewServer(memengine.New()))
+	lis := listen(t)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn := dial(t, lis.Addr().String())
+
+	c1, c2 := NewClient(conn), NewClient(conn)
+	defer c1.Close()
+	defer c2.Close()
+	if _, err := c1.Read(ctx, [][]byte{[]byte("k")}); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("read on the breaking stream: %v, want unavailable", err)
+	}
+	for i, c := range []*Client{c1, c2} {
+		if _, err := c.Read(ctx, [][]byte{[]byte("k")}); err != nil {
+			t.Fatalf("client %d: read: %v", i+1, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(streams) != 3 {
+		t.Fatalf("streams opened: %+v, want 3", streams)
+	}
+	want := []seen{{c1.name, "1"}, {c1.name, "2"}, {c2.name, "1"}}
+	for i := range want {
+		if streams[i] != want[i] || want[i].name == "" {
+			t.Errorf("stream %d: %+v, want %+v (non-empty name)", i, streams[i], want[i])
+		}
+	}
+	if c1.name == c2.name {
+		t.Errorf("two clients share the name %q", c1.name)
+	}
+}
+
+func firstOf(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// TestIdleClientsAreForgotten: the server remembers at most maxIdleClients
+// clients without an open Stream, and never one with an open Stream.
+func TestIdleClientsAreForgotten(t *testing.T) {
+	var o applyOrder
+	live, ok := o.openStream("live", 1, func() {})
+	if !ok {
+		t.Fatal("first stream refused")
+	}
+	for i := 0; i < maxIdleClients+10; i++ {
+		st, ok := o.openStream(fmt.Sprint("idle-", i), 1, func() {})
+		if !ok {
+			t.Fatalf("stream of client %d refused", i)
+		}
+		o.closeStream(st)
+	}
+	if n := len(o.clients); n > maxIdleClients {
+		t.Errorf("%d clients remembered, want at most %d", n, maxIdleClients)
+	}
+	if _, ok := o.clients["live"]; !ok {
+		t.Error("the client with an open stream was forgotten")
+	}
+	if _, ok := o.openStream("live", 0, func() {}); ok {
+		t.Error("a stream older than the live one was accepted")
+	}
+	o.closeStream(live)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}
