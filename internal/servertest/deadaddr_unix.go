@@ -15,10 +15,11 @@ import (
 // meanwhile (as one could a port merely closed).
 func DeadAddr(t testing.TB) string {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatalf("dead address: socket: %v", err)
 	}
+	unix.CloseOnExec(fd) // not atomic (SOCK_CLOEXEC is not everywhere), which is enough in a test
 	t.Cleanup(func() { _ = unix.Close(fd) })
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatalf("dead address: bind: %v", err)

@@ -85,14 +85,14 @@ func Crash(t *testing.T, open Opener) {
 			// open it.
 			if s, err := open(t, dir, false); err == nil {
 				s.Close()
-				syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+				cmd.Process.Kill()
 				t.Fatal("opened the database while another process had it open")
 			} else if !strings.Contains(err.Error(), dir) || !strings.Contains(strings.ToLower(err.Error()), "lock") {
 				t.Errorf("open while another process has the database: %q should name the directory and its lock", err)
 			}
 		}
 		if acked+1 == crashKillAfter && !killed {
-			if err := syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); err != nil {
+			if err := cmd.Process.Kill(); err != nil {
 				t.Fatalf("kill child %d: %v", cmd.Process.Pid, err)
 			}
 			killed = true

@@ -153,7 +153,7 @@ func killChild(t *testing.T, dir string, delay time.Duration) (opened bool, took
 	} else {
 		time.Sleep(delay)
 	}
-	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); err != nil {
+	if err := cmd.Process.Kill(); err != nil {
 		t.Fatalf("kill child %d: %v", cmd.Process.Pid, err)
 	}
 	for l := range lines {
