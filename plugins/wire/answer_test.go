@@ -24,7 +24,7 @@ func TestAnswerTooLarge(t *testing.T) {
 			mem := memengine.New()
 			srv := NewServer(mem)
 			srv.maxAnswer = 5000 // two previous values fit, three do not
-			_, addr := serveOn(t, "127.0.0.1:0", srv)
+			_, addr := serveOn(t, srv)
 			c := NewClient(dial(t, addr))
 			c.noStream.Store(unary)
 			for i, k := range keys {

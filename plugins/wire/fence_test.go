@@ -90,7 +90,7 @@ func (r *rawStream) read(key string) error {
 func TestNewerStreamFencesOlder(t *testing.T) {
 	ctx := ctxT(t)
 	e := &countApplies{Engine: memengine.New()}
-	_, addr := serveOn(t, "127.0.0.1:0", NewServer(e))
+	_, addr := serveOn(t, NewServer(e))
 	rpc := enginepb.NewEngineClient(dial(t, addr))
 
 	old := openRaw(t, ctx, rpc, "c1", 1)

@@ -40,7 +40,7 @@ func (e *stallDeletes) Apply(ctx context.Context, ws []engine.Write, o engine.Ap
 func TestLateApplyIsNotOvertaken(t *testing.T) {
 	e := &stallDeletes{Engine: memengine.New(), entered: make(chan struct{}, 1), release: make(chan struct{})}
 	srv := NewServer(e)
-	_, addr := serveOn(t, "127.0.0.1:0", srv)
+	_, addr := serveOn(t, srv)
 	c := NewClient(dial(t, addr))
 	defer c.Close()
 	// On a failure below, the stalled delete must end before the server

@@ -21,18 +21,11 @@ import (
 	enginepb "github.com/flaredb/flaredb/proto/enginepb/v1"
 )
 
-// serveOn registers srvImpl on a new grpc.Server listening on addr
-// ("127.0.0.1:0" for any port) and returns the server and its address.
-func serveOn(t *testing.T, addr string, srvImpl enginepb.EngineServer) (*grpc.Server, string) {
+// serveOn registers srvImpl on a new grpc.Server listening on a free port
+// of 127.0.0.1 and returns the server and its address.
+func serveOn(t *testing.T, srvImpl enginepb.EngineServer) (*grpc.Server, string) {
 	t.Helper()
-	var lis net.Listener
-	var err error
-	for i := 0; i < 50; i++ { // a just-closed port may take a moment to free
-		if lis, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +55,7 @@ func TestStreamCoalescesAndDispatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, addr := serveOn(t, "127.0.0.1:0", NewServer(be))
+	_, addr := serveOn(t, NewServer(be))
 	c := NewClient(dial(t, addr))
 	defer c.Close()
 	var maxCalls, msgs, calls atomic.Int64
@@ -225,8 +218,22 @@ func TestStreamDeadlineReachesTheEngine(t *testing.T) {
 func TestStreamBreakageThenRecovery(t *testing.T) {
 	ctx := ctxT(t)
 	b := blocking{Engine: memengine.New(), started: make(chan struct{}), saw: make(chan error, 1)}
-	srv, addr := serveOn(t, "127.0.0.1:0", NewServer(b))
-	c := NewClient(dial(t, addr))
+	srv, addr := serveOn(t, NewServer(b))
+	// The connection dials wherever target says: the second server gets a
+	// port of its own rather than the first one's back, which another
+	// process could take meanwhile.
+	var target atomic.Value
+	target.Store(addr)
+	conn, err := grpc.NewClient("passthrough:///engine", append(DialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", target.Load().(string))
+		}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := NewClient(conn)
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
@@ -242,7 +249,8 @@ func TestStreamBreakageThenRecovery(t *testing.T) {
 	if _, err := mem.Apply(ctx, []engine.Write{put("k", "back", 1)}, engine.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	serveOn(t, addr, NewServer(mem))
+	_, addr = serveOn(t, NewServer(mem))
+	target.Store(addr)
 	for {
 		got, err := c.Read(ctx, [][]byte{[]byte("k")})
 		if err == nil {
@@ -293,7 +301,7 @@ func (u *unaryOnly) Close(ctx context.Context, r *enginepb.CloseRequest) (*engin
 func TestStreamFallsBackToUnary(t *testing.T) {
 	ctx := ctxT(t)
 	u := &unaryOnly{s: NewServer(memengine.NewWithLimits(engine.Limits{MaxKeySize: 8}))}
-	_, addr := serveOn(t, "127.0.0.1:0", u)
+	_, addr := serveOn(t, u)
 	c := NewClient(dial(t, addr))
 	defer c.Close()
 	var wg sync.WaitGroup
@@ -385,7 +393,7 @@ func TestTransportFailureAfterApplyIsUnavailable(t *testing.T) {
 			t.Run(fmt.Sprintf("stream=%v/%v", stream, code), func(t *testing.T) {
 				eng := memengine.New()
 				srv := &applyThenFail{unaryOnly: &unaryOnly{s: NewServer(eng)}, code: code, stream: stream}
-				_, addr := serveOn(t, "127.0.0.1:0", srv)
+				_, addr := serveOn(t, srv)
 				c := NewClient(dial(t, addr))
 				defer c.Close()
 				_, err := c.Apply(ctxT(t), []engine.Write{put("k", "v", 1)}, engine.ApplyOptions{})

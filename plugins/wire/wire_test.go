@@ -412,7 +412,7 @@ func (s stalledDescribe) Describe(ctx context.Context, r *enginepb.DescribeReque
 // still ends with its own context: it does not queue behind the first.
 func TestHandshakeWaitEndsWithContext(t *testing.T) {
 	srv := stalledDescribe{NewServer(memengine.New()), make(chan struct{}, 1), make(chan struct{})}
-	_, addr := serveOn(t, "127.0.0.1:0", srv)
+	_, addr := serveOn(t, srv)
 	c := NewClient(dial(t, addr))
 	first := make(chan error, 1)
 	go func() {
