@@ -86,8 +86,9 @@ var _ engine.Engine = (*Client)(nil)
 // calls made concurrently are coalesced into shared messages and answered
 // by id. When the stream breaks, the calls waiting on it fail with
 // engine.ErrUnavailable and the next call opens a new one, which fences the
-// old one off on the server: no call left on it that had not started runs
-// once the new one has opened (see the protocol's Stream method). Against a server
+// old one off on the server: once the server has seen the new one, no call
+// left on the old one that had not started runs (see the protocol's Stream
+// method). Against a server
 // without the Stream method (an older plugin) the Client falls back to one
 // unary call per Read or Apply, for good.
 func NewClient(conn grpc.ClientConnInterface) *Client {

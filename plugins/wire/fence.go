@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -17,7 +18,8 @@ import (
 // and the server lets the newest Stream of each client fence off the older
 // ones: from the moment a Stream of a higher epoch opens, the calls of the
 // client's older Streams not yet admitted never run, and a Stream older
-// than one already seen is refused. An Apply admitted before the fence may
+// than one already seen is refused (while the server remembers the client:
+// see maxIdleClients). An Apply admitted before the fence may
 // still run, but the new Stream's Applies of the same keys wait for it
 // (applyOrder), so a write the client has given up on never lands after
 // one it sent later.
@@ -31,8 +33,10 @@ const (
 )
 
 // maxIdleClients bounds the clients without an open Stream whose highest
-// epoch the server remembers; beyond it the idle ones are forgotten (in
-// practice a server has one client, its plugin host).
+// epoch the server remembers; beyond it the ones idle the longest are
+// forgotten, and a late Stream of a forgotten client is no longer refused
+// (in practice a server has one client, its plugin host, which opens a
+// new Stream only when the last one broke).
 const maxIdleClients = 1024
 
 // streamAppend adds a Stream's client name and epoch to ctx's outgoing
@@ -61,6 +65,16 @@ func streamIdentity(ctx context.Context) (client string, epoch uint64, ok bool) 
 type fenceClient struct {
 	epoch uint64 // the highest seen
 	open  map[*fencedStream]struct{}
+	// idleAt is the applyOrder.idleSeq at which the client's last open
+	// Stream closed; 0 while it has one open.
+	idleAt uint64
+}
+
+// idleClient is an entry of applyOrder.idle: the client name became idle at
+// seq (stale once the client has opened a Stream since).
+type idleClient struct {
+	name string
+	seq  uint64
 }
 
 // fencedStream is one open Stream of a named client. fenced is set under
@@ -92,6 +106,10 @@ func (o *applyOrder) openStream(client string, epoch uint64, cancel context.Canc
 	if epoch < c.epoch {
 		return nil, false
 	}
+	if c.idleAt != 0 {
+		c.idleAt = 0 // its entry in o.idle is now stale
+		o.nIdle--
+	}
 	if epoch > c.epoch {
 		c.epoch = epoch
 		for st := range c.open {
@@ -107,25 +125,38 @@ func (o *applyOrder) openStream(client string, epoch uint64, cancel context.Canc
 }
 
 // closeStream forgets st, an ended Stream (nil is ignored). The client's
-// highest epoch is kept, but idle clients beyond maxIdleClients are
-// forgotten.
+// highest epoch is kept, but beyond maxIdleClients idle clients the ones
+// idle the longest are forgotten.
 func (o *applyOrder) closeStream(st *fencedStream) {
 	if st == nil {
 		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	delete(o.clients[st.client].open, st)
-	if len(o.clients) <= maxIdleClients {
+	c := o.clients[st.client]
+	delete(c.open, st)
+	if len(c.open) > 0 {
 		return
 	}
-	for name, c := range o.clients {
-		if len(c.open) == 0 && name != st.client {
-			delete(o.clients, name)
-			if len(o.clients) <= maxIdleClients {
-				return
-			}
+	o.idleSeq++
+	c.idleAt = o.idleSeq
+	o.idle = append(o.idle, idleClient{name: st.client, seq: o.idleSeq})
+	o.nIdle++
+	live := func(e idleClient) bool {
+		c := o.clients[e.name]
+		return c != nil && c.idleAt == e.seq
+	}
+	for o.nIdle > maxIdleClients {
+		e := o.idle[0]
+		o.idle = o.idle[1:]
+		if live(e) {
+			delete(o.clients, e.name)
+			o.nIdle--
 		}
+	}
+	if len(o.idle) > 2*maxIdleClients {
+		// Drop the stale entries (at most maxIdleClients are live).
+		o.idle = slices.DeleteFunc(slices.Clone(o.idle), func(e idleClient) bool { return !live(e) })
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,6 +138,83 @@ func TestNewerStreamFencesOlder(t *testing.T) {
 	}
 }
 
+// holdFirst is the reference engine holding its first Apply until release
+// is closed, and logging the value of each Apply's first write in the
+// order they are done.
+type holdFirst struct {
+	engine.Engine
+	entered, release chan struct{}
+	calls            atomic.Int32
+	mu               sync.Mutex
+	log              []string
+}
+
+func (e *holdFirst) Apply(ctx context.Context, ws []engine.Write, o engine.ApplyOptions) ([]engine.Result, error) {
+	if e.calls.Add(1) == 1 {
+		close(e.entered)
+		<-e.release
+	}
+	rs, err := e.Engine.Apply(ctx, ws, o)
+	e.mu.Lock()
+	e.log = append(e.log, string(ws[0].Value))
+	e.mu.Unlock()
+	return rs, err
+}
+
+// TestFencedApplyInProgressStaysFirst: an Apply of the old Stream already
+// in the engine when the fence comes still keeps the new Stream's Apply of
+// the same key waiting until it returns, and the old Stream's Apply that
+// was only waiting behind it never runs.
+func TestFencedApplyInProgressStaysFirst(t *testing.T) {
+	ctx := ctxT(t)
+	e := &holdFirst{Engine: memengine.New(), entered: make(chan struct{}), release: make(chan struct{})}
+	srv := NewServer(e)
+	_, addr := serveOn(t, srv)
+	rpc := enginepb.NewEngineClient(dial(t, addr))
+	running := func() []*ticket {
+		srv.order.mu.Lock()
+		defer srv.order.mu.Unlock()
+		return slices.Clone(srv.order.running)
+	}
+
+	old := openRaw(t, ctx, rpc, "c", 1)
+	send := func(r *rawStream, value string) {
+		r.id++
+		w := engine.Write{Kind: engine.OpPut, Key: []byte("k"), Value: []byte(value), Version: rawVersion.Add(1)}
+		err := r.st.Send(&enginepb.StreamRequest{Calls: []*enginepb.StreamCall{{Id: r.id, Call: &enginepb.StreamCall_Apply{Apply: &enginepb.ApplyRequest{
+			ProtocolVersion: engine.ProtocolVersion, Writes: writesToPB([]engine.Write{w})}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(old, "old-running")
+	await(t, "the first Apply in the engine", e.entered)
+	send(old, "old-waiting")
+	waitUntil(t, func() bool { return len(running()) == 2 })
+	waiting := running()[1]
+
+	newer := openRaw(t, ctx, rpc, "c", 2)
+	if err := newer.read("k"); err != nil { // the newer stream is open on the server
+		t.Fatalf("read on the newer stream: %v", err)
+	}
+	send(newer, "new")
+	// The old waiting Apply gives up; the new one waits behind the running one.
+	waitUntil(t, func() bool { r := running(); return len(r) == 2 && r[1] != waiting })
+	close(e.release)
+	resp, err := newer.st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := resp.GetAnswers(); len(a) != 1 || a[0].GetError() != nil {
+		t.Fatalf("the new stream's put: %v", a)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if want := []string{"old-running", "new"}; !slices.Equal(e.log, want) {
+		t.Errorf("Applies done in the engine: %q, want %q", e.log, want)
+	}
+}
+
 // TestClientNumbersItsStreams: each Stream a Client opens carries the
 // Client's name and an epoch higher than the last, and two Clients have
 // different names.
@@ -155,6 +233,10 @@ func TestClientNumbersItsStreams(t *testing.T) {
 			first := len(streams) == 1
 			mu.Unlock()
 			if first {
+				// Once the call is on it, so that it is this call that
+				// fails (a stream refused before the call queued would be
+				// replaced without a word).
+				_ = ss.RecvMsg(new(enginepb.StreamRequest))
 				return status.Error(codes.Unavailable, "the first stream breaks")
 			}
 			return h(impl, ss)
@@ -200,28 +282,46 @@ func firstOf(v []string) string {
 }
 
 // TestIdleClientsAreForgotten: the server remembers at most maxIdleClients
-// clients without an open Stream, and never one with an open Stream.
+// clients without an open Stream, forgetting those idle the longest first,
+// and never one with an open Stream; a client that keeps reconnecting does
+// not make it hold more.
 func TestIdleClientsAreForgotten(t *testing.T) {
 	var o applyOrder
-	live, ok := o.openStream("live", 1, func() {})
+	nop := func() {}
+	live, ok := o.openStream("live", 1, nop)
 	if !ok {
 		t.Fatal("first stream refused")
 	}
-	for i := 0; i < maxIdleClients+10; i++ {
-		st, ok := o.openStream(fmt.Sprint("idle-", i), 1, func() {})
+	name := func(i int) string { return fmt.Sprint("idle-", i) }
+	const n = maxIdleClients + 10
+	for i := 0; i < n; i++ {
+		st, ok := o.openStream(name(i), 1, nop)
 		if !ok {
 			t.Fatalf("stream of client %d refused", i)
 		}
 		o.closeStream(st)
 	}
-	if n := len(o.clients); n > maxIdleClients {
-		t.Errorf("%d clients remembered, want at most %d", n, maxIdleClients)
+	if got := len(o.clients); got != maxIdleClients+1 {
+		t.Errorf("%d clients remembered, want %d idle and the live one", got, maxIdleClients)
 	}
-	if _, ok := o.clients["live"]; !ok {
-		t.Error("the client with an open stream was forgotten")
+	for i := 0; i < n; i++ {
+		_, kept := o.clients[name(i)]
+		if want := i >= n-maxIdleClients; kept != want {
+			t.Errorf("client %d (of %d, in the order they went idle): remembered %v, want %v", i, n, kept, want)
+		}
 	}
-	if _, ok := o.openStream("live", 0, func() {}); ok {
+	if _, ok := o.openStream("live", 0, nop); ok {
 		t.Error("a stream older than the live one was accepted")
+	}
+	if _, ok := o.openStream(name(n-1), 0, nop); ok {
+		t.Error("a stream older than a remembered idle client's last was accepted")
+	}
+	for i := 0; i < 10*maxIdleClients; i++ {
+		st, _ := o.openStream("reconnecting", uint64(i+1), nop)
+		o.closeStream(st)
+	}
+	if len(o.idle) > 2*maxIdleClients+1 || o.nIdle > maxIdleClients {
+		t.Errorf("after many reconnects: %d idle entries, %d live, want at most %d and %d", len(o.idle), o.nIdle, 2*maxIdleClients+1, maxIdleClients)
 	}
 	o.closeStream(live)
 }

@@ -28,8 +28,15 @@ import (
 // It is safe for concurrent use.
 type applyOrder struct {
 	mu      sync.Mutex
-	running []*ticket               // in arrival order
-	clients map[string]*fenceClient // the Streams of named clients
+	running []*ticket // in arrival order
+
+	// The Streams of named clients (fence.go): clients by name, and the
+	// idle ones in the order they became idle (with stale entries), nIdle
+	// of them live, numbered by idleSeq.
+	clients map[string]*fenceClient
+	idle    []idleClient
+	nIdle   int
+	idleSeq uint64
 }
 
 // ticket is one Apply admitted to the order.

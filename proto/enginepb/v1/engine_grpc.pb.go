@@ -95,14 +95,15 @@ type EngineClient interface {
 	// A client may name itself and number its Streams in the call's metadata:
 	// "flaredb-stream-client" (any non-empty name, random per client) and
 	// "flaredb-stream-epoch" (a decimal number, higher for each Stream the
-	// client opens). A Stream then fences off the same client's Streams of
-	// lower epochs: their calls not yet started never run (they are answered
-	// UNAVAILABLE, or the old Stream ends), while Applies that had started
-	// keep the newer Stream's Applies of the same keys waiting until they
-	// return. A Stream whose epoch is lower than one the client has already
-	// opened is refused with UNAVAILABLE. So a client that gives up on a
-	// Stream can be sure that nothing left on it lands after what it sends
-	// next.
+	// client opens). Once the server has seen such a Stream, it fences off
+	// the same client's Streams of lower epochs: the contexts of their calls
+	// in progress are canceled, their calls not yet started never run (they
+	// are answered UNAVAILABLE or CANCELED, or the old Stream ends), and an
+	// Apply of theirs already in the engine keeps the newer Stream's Applies
+	// of the same keys waiting until it returns. A Stream whose epoch is
+	// lower than one the client has already opened is refused with
+	// UNAVAILABLE. So a client that gives up on a Stream can be sure that
+	// nothing left on it lands after what it sends next.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
@@ -220,14 +221,15 @@ type EngineServer interface {
 	// A client may name itself and number its Streams in the call's metadata:
 	// "flaredb-stream-client" (any non-empty name, random per client) and
 	// "flaredb-stream-epoch" (a decimal number, higher for each Stream the
-	// client opens). A Stream then fences off the same client's Streams of
-	// lower epochs: their calls not yet started never run (they are answered
-	// UNAVAILABLE, or the old Stream ends), while Applies that had started
-	// keep the newer Stream's Applies of the same keys waiting until they
-	// return. A Stream whose epoch is lower than one the client has already
-	// opened is refused with UNAVAILABLE. So a client that gives up on a
-	// Stream can be sure that nothing left on it lands after what it sends
-	// next.
+	// client opens). Once the server has seen such a Stream, it fences off
+	// the same client's Streams of lower epochs: the contexts of their calls
+	// in progress are canceled, their calls not yet started never run (they
+	// are answered UNAVAILABLE or CANCELED, or the old Stream ends), and an
+	// Apply of theirs already in the engine keeps the newer Stream's Applies
+	// of the same keys waiting until it returns. A Stream whose epoch is
+	// lower than one the client has already opened is refused with
+	// UNAVAILABLE. So a client that gives up on a Stream can be sure that
+	// nothing left on it lands after what it sends next.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedEngineServer()
 }
