@@ -152,9 +152,11 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[enginepb.StreamRequest, 
 			go func(c *enginepb.StreamCall) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				a := &enginepb.StreamAnswer{Id: c.GetId(), Answer: &enginepb.StreamAnswer_Error{Error: toStreamError(errFenced)}}
+				var a *enginepb.StreamAnswer
 				if admitted {
 					a = s.streamOne(cctx, c, t)
+				} else {
+					a = &enginepb.StreamAnswer{Id: c.GetId(), Answer: &enginepb.StreamAnswer_Error{Error: toStreamError(errFenced)}}
 				}
 				mu.Lock()
 				// Forget the cancel function unless a later call took the id.
