@@ -932,8 +932,10 @@ func TestFrozenAfterHandshake(t *testing.T) {
 	script := filepath.Join(dir, "freeze.sh")
 	// The wrapper passes the plugin's first line (its handshake) on, after
 	// stopping the plugin.
+	// The fifo lives in a directory of the test's, so that the test's
+	// cleanup removes it even when the wrapper is killed.
 	body := fmt.Sprintf(`#!/bin/sh
-d=$(mktemp -d)
+d=%s
 mkfifo "$d/out"
 %s "$@" >"$d/out" &
 pid=$!
@@ -944,7 +946,7 @@ kill -STOP $pid
 printf '%%s\n' "$line"
 rm -rf "$d"
 wait $pid
-`, bins["memory"], pidFile)
+`, t.TempDir(), bins["memory"], pidFile)
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
