@@ -21,14 +21,17 @@ build: deps
 run: build
 	$(BIN)/flaredb-server --data-dir $(DATA) $(ARGS)
 
-# vet also builds for macOS and Windows: nothing is deployed there, but the
-# code must build (the pure-Go engines and the client are portable).
+# vet also builds and vets (tests included) for macOS and Windows: nothing is
+# deployed or tested there, but the code must build (the pure-Go engines and
+# the client are portable).
 vet: deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	GOOS=darwin CGO_ENABLED=0 $(GO) build ./...
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./...
 	GOOS=windows CGO_ENABLED=0 $(GO) build ./...
+	GOOS=windows CGO_ENABLED=0 $(GO) vet ./...
 
 proto:
 	scripts/genproto.sh

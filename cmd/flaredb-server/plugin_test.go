@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,7 +71,7 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			}
 			// Kill the plugin once writes flow.
 			waitUntil(t, "writes to be acknowledged", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
-			if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+			if err := killPID(first); err != nil {
 				t.Fatal(err)
 			}
 			killed.Done()

@@ -571,7 +571,7 @@ func killNineMidWrite(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	pid := p.PID()
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := killPID(pid); err != nil {
 		t.Fatal(err)
 	}
 	// The host notices, and cannot restart the plugin while the binary is
@@ -727,7 +727,7 @@ func escapee(t *testing.T, command string) string {
 		b, _ := os.ReadFile(pidFile)
 		for _, f := range strings.Fields(string(b)) {
 			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+				_ = killPID(pid)
 			}
 		}
 	})
@@ -1011,4 +1011,14 @@ func TestRawStdoutDrained(t *testing.T) {
 	if got := rec.find("stream=stdout", "rawout: apply output"); len(got) == 0 {
 		t.Error("the output's marker was not logged")
 	}
+}
+
+// killPID sends SIGKILL to the process pid (a portable os.Process.Kill, so
+// that the tests build everywhere the host does).
+func killPID(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
 }
