@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/engines/memengine"
@@ -333,4 +336,167 @@ func listen(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return lis
+}
+
+// splitView is a client stream interceptor that plays a lost connection
+// whose loss the server has not yet noticed. The first Stream is opened
+// with a context the client's cancellation does not reach (so the server
+// never hears of its end), and once broken is closed the client's view of
+// it fails as if the connection had dropped, while the real Stream stays
+// open (until the connection closes); what the server sends on it
+// afterwards goes to late.
+type splitView struct {
+	opened atomic.Int32
+	broken chan struct{}
+	late   chan lateMsg
+}
+
+// lateMsg is what the first Stream received after its break: a message,
+// or the error that ended it.
+type lateMsg struct {
+	resp *enginepb.StreamResponse
+	err  error
+}
+
+func (v *splitView) intercept(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if v.opened.Add(1) != 1 {
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+	cs, err := streamer(context.WithoutCancel(ctx), desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &splitStream{ClientStream: cs, v: v}, nil
+}
+
+type splitStream struct {
+	grpc.ClientStream
+	v *splitView
+}
+
+func (s *splitStream) RecvMsg(m any) error {
+	got := make(chan error, 1)
+	resp := new(enginepb.StreamResponse)
+	go func() { got <- s.ClientStream.RecvMsg(resp) }()
+	select {
+	case err := <-got:
+		if err == nil {
+			proto.Merge(m.(*enginepb.StreamResponse), resp)
+		}
+		return err
+	case <-s.v.broken:
+		go func() {
+			for {
+				err := <-got
+				s.v.late <- lateMsg{resp, err}
+				if err != nil {
+					return
+				}
+				resp = new(enginepb.StreamResponse)
+				go func() { got <- s.ClientStream.RecvMsg(resp) }()
+			}
+		}()
+		return status.Error(codes.Unavailable, "test: the connection dropped")
+	}
+}
+
+// holdFirstMessage is a server stream interceptor that, on the Stream of
+// epoch 1, reads the first message as it arrives but hands it to the
+// handler only once release is closed: a call that reached the server and
+// waits there, unread, while its client moves on.
+type holdFirstMessage struct {
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (h *holdFirstMessage) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, epoch, ok := streamIdentity(ss.Context()); ok && epoch == 1 {
+		ss = &heldStream{ServerStream: ss, h: h}
+	}
+	return handler(srv, ss)
+}
+
+type heldStream struct {
+	grpc.ServerStream
+	h    *holdFirstMessage
+	once sync.Once
+}
+
+func (s *heldStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	s.once.Do(func() {
+		close(s.h.arrived)
+		<-s.h.release
+	})
+	return err
+}
+
+// TestClientStreamFencedEndToEnd: a Client's Stream breaks on its side
+// while a delete it sent waits on the server, unread; the Client's next
+// write, a put of the same key, goes on a new Stream and lands; then the
+// server reads the old delete. It must not run (it would erase the newer
+// put; a delete, unlike a put, carries no version the engine could refuse
+// as stale): the server answers it as superseded, or ends the old Stream.
+func TestClientStreamFencedEndToEnd(t *testing.T) {
+	ctx := ctxT(t)
+	mem := memengine.New()
+	hold := &holdFirstMessage{arrived: make(chan struct{}), release: make(chan struct{})}
+	lis := listen(t)
+	srv := grpc.NewServer(append(ServerOptions(), grpc.StreamInterceptor(hold.intercept))...)
+	enginepb.RegisterEngineServer(srv, NewServer(mem))
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	view := &splitView{broken: make(chan struct{}), late: make(chan lateMsg, 16)}
+	conn, err := grpc.NewClient(lis.Addr().String(), append(DialOptions(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStreamInterceptor(view.intercept))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c := NewClient(conn)
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Handshake(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	oldDone := make(chan error, 1)
+	go func() {
+		_, err := c.Apply(ctx, []engine.Write{{Kind: engine.OpDelete, Key: []byte("k")}}, engine.ApplyOptions{})
+		oldDone <- err
+	}()
+	await(t, "the old delete at the server", hold.arrived)
+	close(view.broken)
+	if err := await(t, "the old delete's caller", oldDone); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("the delete on the broken stream: %v, want unavailable", err)
+	}
+	if _, err := c.Apply(ctx, []engine.Write{put("k", "new", 1)}, engine.ApplyOptions{}); err != nil {
+		t.Fatalf("the put on the new stream: %v", err)
+	}
+	if n := view.opened.Load(); n != 2 {
+		t.Fatalf("%d streams opened, want 2", n)
+	}
+	close(hold.release)
+
+	// The server answers the old delete as fenced off, or ends the old Stream
+	// (the fence cancels its context) before it reads the delete's call.
+	switch m := await(t, "the old delete's answer or the old stream's end", view.late); {
+	case m.err != nil:
+		if status.Code(m.err) != codes.Canceled {
+			t.Errorf("the old stream ended with %v, want canceled", m.err)
+		}
+	case len(m.resp.GetAnswers()) != 1:
+		t.Errorf("late answers: %v", m.resp.GetAnswers())
+	default:
+		if err := fromStreamError(m.resp.GetAnswers()[0].GetError()); !errors.Is(err, engine.ErrUnavailable) || !strings.Contains(err.Error(), "superseded") {
+			t.Errorf("the old delete's answer: %v, want unavailable, superseded", err)
+		}
+	}
+	es, err := mem.Read(ctx, [][]byte{[]byte("k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(es[0].Value) != "new" || es[0].Version != 1 {
+		t.Errorf("k holds %q at version %d, want the newer put's \"new\" at 1", es[0].Value, es[0].Version)
+	}
 }
