@@ -133,6 +133,9 @@ func TestBadStartup(t *testing.T) {
 		{"data dir is a file", []string{"--data-dir", notADir}, []string{"data directory"}},
 		{"missing config file", []string{"--config", filepath.Join(dir, "nope.toml")}, []string{"nope.toml"}},
 		{"bad listen", []string{"--listen", "localhost"}, []string{"listen", "host:port"}},
+		{"unknown flag", []string{"--bogus-flag"}, []string{"unknown flag: --bogus-flag", "--help"}},
+		{"flag without value", []string{"--listen"}, []string{"--listen", "--help"}},
+		{"bad boolean", []string{"--check-config=maybe"}, []string{"check-config", "--help"}},
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {

@@ -143,6 +143,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "flaredb-server: %v (see --help)\n", err)
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
