@@ -441,11 +441,13 @@ func TestClientStreamFencedEndToEnd(t *testing.T) {
 	ctx := ctxT(t)
 	mem := memengine.New()
 	hold := &holdFirstMessage{arrived: make(chan struct{}), release: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(hold.release) })
 	lis := listen(t)
 	srv := grpc.NewServer(append(ServerOptions(), grpc.StreamInterceptor(hold.intercept))...)
 	enginepb.RegisterEngineServer(srv, NewServer(mem))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
+	t.Cleanup(release) // before Stop: a test that fails early leaves no handler held
 	view := &splitView{broken: make(chan struct{}), late: make(chan lateMsg, 16)}
 	conn, err := grpc.NewClient(lis.Addr().String(), append(DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -476,7 +478,7 @@ func TestClientStreamFencedEndToEnd(t *testing.T) {
 	if n := view.opened.Load(); n != 2 {
 		t.Fatalf("%d streams opened, want 2", n)
 	}
-	close(hold.release)
+	release()
 
 	// The server answers the old delete as fenced off, or ends the old Stream
 	// (the fence cancels its context) before it reads the delete's call.
