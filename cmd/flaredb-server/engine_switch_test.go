@@ -45,7 +45,8 @@ func engineDirFiles(t *testing.T, dir string) map[string]string {
 // engine that never looks at its directory opens, and the server refuses to
 // serve it because the directory is recorded as Badger's. Badger's files are intact and its data
 // readable afterwards, and an in-process engine on the same data directory
-// starts with a warning that the plugin's data is not served.
+// is refused, unless started with --start-empty-engine, and then warns that
+// the plugin's data is not served.
 func TestEngineSwitchRefused(t *testing.T) {
 	dir := t.TempDir()
 	engDir := filepath.Join(dir, "engine-plugin")
@@ -101,8 +102,14 @@ func TestEngineSwitchRefused(t *testing.T) {
 		t.Fatalf("the refused starts changed the directory:\nbefore %v\nafter  %v", badger, after)
 	}
 
-	// An in-process engine starts, warning about the plugin's data.
-	s = startServer(t, dir, "--engine", "memory")
+	// An in-process engine is refused: it would serve an empty store in
+	// place of the plugin's data. Asked for that explicitly, it starts,
+	// warning about the plugin's data.
+	_, err = tryStartServer(t, dir, "--engine", "memory")
+	if err == nil || !strings.Contains(err.Error(), "--start-empty-engine") || !strings.Contains(err.Error(), engDir) {
+		t.Fatalf("an in-process engine on the plugin's data directory: %v", err)
+	}
+	s = startServer(t, dir, "--engine", "memory", "--start-empty-engine")
 	s.stop()
 	var warned bool
 	for _, line := range strings.Split(s.stderr.String(), "\n") {

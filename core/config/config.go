@@ -46,6 +46,11 @@ type Config struct {
 	// newest version the engine stores (a full scan). It is a one-time
 	// action, set by flaredb-server --recover-tso, never in a file.
 	RecoverTSO bool `toml:"-"`
+	// StartEmptyEngine lets the configured engine selection start on its
+	// empty directory although another engine directory in the data
+	// directory holds data, which it does not serve. It is a one-time
+	// action, set by flaredb-server --start-empty-engine, never in a file.
+	StartEmptyEngine bool `toml:"-"`
 }
 
 // Engine chooses and tunes the storage engine.

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/core/server"
 	"github.com/flaredb/flaredb/engines/badgerengine"
@@ -97,33 +99,130 @@ func TestEngineSwitchRefusedByIdentity(t *testing.T) {
 	readAndStop(t, badgerAsPlugin(data), "k", "badger's value")
 }
 
-// TestOtherEngineDirWarning starts an in-process engine on a data directory
-// that holds the plugin engine's data: it starts, warning that the data
-// there is not served.
-func TestOtherEngineDirWarning(t *testing.T) {
+// TestEngineSwitchNeedsConsent starts an in-process engine on a data
+// directory that holds the plugin engine's data: the start is refused
+// before the engine opens, unless the operator asks for an empty store
+// (config.StartEmptyEngine); then it starts, warning that the plugin's data
+// is not served, and later starts need no consent, as the directory is the
+// memory engine's now.
+func TestEngineSwitchNeedsConsent(t *testing.T) {
 	data := t.TempDir()
 	writeAndStop(t, badgerAsPlugin(data), "k", "v")
-	var log logBuffer
-	srv, err := startTest(t, testServer{dataDir: data, name: "memory", log: &log, open: func(string) (engine.Engine, error) {
+	memDir := filepath.Join(data, "engine-memory")
+	opened := false
+	memory := func(consent bool, log *logBuffer) testServer {
+		return testServer{dataDir: data, name: "memory", log: log,
+			config: func(c *config.Config) { c.StartEmptyEngine = consent },
+			open: func(string) (engine.Engine, error) {
+				opened = true
+				return memengine.New(), nil
+			}}
+	}
+
+	_, err := startTest(t, memory(false, nil))
+	if !errors.Is(err, server.ErrEngineSwitch) {
+		t.Fatalf("switch without consent = %v, want ErrEngineSwitch", err)
+	}
+	for _, w := range []string{filepath.Join(data, "engine-plugin"), `engine "badger"`, memDir, "--start-empty-engine"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("refusal %q does not mention %s", err, w)
+		}
+	}
+	if opened {
+		t.Error("the refused engine was opened")
+	}
+	if _, err := os.Stat(memDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused start created %s: %v", memDir, err)
+	}
+
+	for _, consent := range []bool{true, false} {
+		var log logBuffer
+		srv, err := startTest(t, memory(consent, &log))
+		if err != nil {
+			t.Fatalf("start (consent %v): %v", consent, err)
+		}
+		stopTest(t, srv)
+		var warning string
+		for _, line := range strings.Split(log.String(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "engine-plugin") {
+				warning = line
+			}
+		}
+		if warning == "" || !strings.Contains(warning, "not serve") || !strings.Contains(warning, "owner=badger") {
+			t.Fatalf("no warning about the plugin engine's data in the log:\n%s", log.String())
+		}
+		// The engine's own (empty) directory is not warned about.
+		if strings.Contains(log.String(), "engine-memory dir=") {
+			t.Fatalf("warned about the served directory:\n%s", log.String())
+		}
+	}
+	// The plugin's data is still there for the engine that wrote it.
+	readAndStop(t, badgerAsPlugin(data), "k", "v")
+}
+
+// TestEngineSwitchOnFreshDirectory: engine directories without data (an
+// engine killed before it wrote anything, or one that keeps nothing on
+// disk) do not hold a start back.
+func TestEngineSwitchOnFreshDirectory(t *testing.T) {
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, "engine-plugin"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startTest(t, testServer{dataDir: data, name: "memory", open: func(string) (engine.Engine, error) {
 		return memengine.New(), nil
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopTest(t, srv)
-	var warning string
-	for _, line := range strings.Split(log.String(), "\n") {
-		if strings.Contains(line, "level=WARN") && strings.Contains(line, "engine-plugin") {
-			warning = line
+}
+
+// TestEngineDirAsDataDir refuses data directories that are, or lie in,
+// another server's engine directory, before anything is written there.
+func TestEngineDirAsDataDir(t *testing.T) {
+	data := t.TempDir()
+	writeAndStop(t, badgerAsPlugin(data), "k", "v")
+	engDir := filepath.Join(data, "engine-plugin")
+	// An engine directory never claimed by an engine, beside a data
+	// directory's files.
+	bare := filepath.Join(data, "engine-bare")
+	if err := os.Mkdir(bare, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir, want string
+	}{
+		{engDir, "is an engine's own directory"},
+		{filepath.Join(engDir, "sub"), "lies inside the engine directory " + engDir},
+		{filepath.Join(engDir, "a", "b"), "lies inside the engine directory " + engDir},
+		{bare, "is an engine's own directory"},
+	} {
+		before := dirNames(t, engDir)
+		_, err := startTest(t, testServer{dataDir: tc.dir, name: "memory", open: func(string) (engine.Engine, error) {
+			return memengine.New(), nil
+		}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("data_dir %s: start = %v, want an error saying %q", tc.dir, err, tc.want)
+		}
+		if after := dirNames(t, engDir); after != before {
+			t.Errorf("data_dir %s: the refused start changed %s:\nbefore %s\nafter  %s", tc.dir, engDir, before, after)
 		}
 	}
-	if warning == "" || !strings.Contains(warning, "not serve") || !strings.Contains(warning, "owner=badger") {
-		t.Fatalf("no warning about the plugin engine's data in the log:\n%s", log.String())
+	readAndStop(t, badgerAsPlugin(data), "k", "v")
+}
+
+// dirNames lists dir's entries, recursively, as one string.
+func dirNames(t *testing.T, dir string) string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		names = append(names, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The engine's own (empty) directory is not warned about.
-	if strings.Contains(log.String(), "engine-memory dir=") {
-		t.Fatalf("warned about the served directory:\n%s", log.String())
-	}
+	return strings.Join(names, " ")
 }
 
 // TestStaleIdentityTempsRemoved: temporary identity files left by a server
@@ -147,5 +246,40 @@ func TestStaleIdentityTempsRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "engine-memory.identity")); err != nil {
 		t.Fatalf("identity: %v", err)
+	}
+}
+
+// TestListenFailsFirst: with the listen address taken, the start fails
+// before it creates or locks the data directory or opens the engine.
+func TestListenFailsFirst(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, field := range []string{"listen", "metrics_listen"} {
+		data := filepath.Join(t.TempDir(), "data")
+		opened := false
+		_, err := startTest(t, testServer{dataDir: data, name: "memory",
+			config: func(c *config.Config) {
+				if field == "listen" {
+					c.Listen = taken.Addr().String()
+				} else {
+					c.MetricsListen = taken.Addr().String()
+				}
+			},
+			open: func(string) (engine.Engine, error) {
+				opened = true
+				return memengine.New(), nil
+			}})
+		if err == nil || !strings.Contains(err.Error(), "cannot listen on "+taken.Addr().String()+" ("+field+")") {
+			t.Fatalf("%s taken: start = %v", field, err)
+		}
+		if opened {
+			t.Errorf("%s taken: the engine was opened", field)
+		}
+		if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s taken: the data directory was created: %v", field, err)
+		}
 	}
 }

@@ -193,3 +193,89 @@ func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
 // pluginLockFile is the lock file the plugin host keeps in a plugin's data
 // directory (plugins/host.LockFileName is the same constant).
 const pluginLockFile = kvengine.PluginLockFileName
+
+// refuseEngineSwitch returns an error when engDir was never used (it holds
+// nothing and has no identity) while another engine directory in dataDir
+// holds data, unless allow: the configured
+// engine selection differs from the one that wrote the data (another
+// engine, or the same engine moved into or out of a plugin), and serving
+// an empty store in its place would look like lost data to every client.
+// It only reads.
+func refuseEngineSwitch(dataDir, engDir, configured string, allow bool) error {
+	if allow {
+		return nil
+	}
+	if _, err := os.Stat(identityPath(engDir)); err == nil {
+		return nil // a server opened it before: the operator chose it then
+	}
+	if inner, err := os.ReadDir(engDir); err == nil {
+		for _, x := range inner {
+			if x.Name() != pluginLockFile {
+				return nil // used before: the operator chose it then
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot read engine directory: %w", err)
+	}
+	others, err := otherEngineDirs(dataDir, engDir)
+	if err != nil {
+		return fmt.Errorf("cannot list the engine directories of %s: %w", dataDir, err)
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	var held []string
+	for _, o := range others {
+		owner := o.Engine
+		if owner == "" {
+			owner = "an unrecorded engine"
+		} else {
+			owner = fmt.Sprintf("engine %q", owner)
+		}
+		held = append(held, fmt.Sprintf("%s (%s)", o.Path, owner))
+	}
+	return fmt.Errorf("%w: the configured engine selection %q would use the new, empty directory %s, but %s holds data "+
+		"in %s, which %q does not serve: configure the engine that wrote that data again (a plugin's data is in engine-plugin/, "+
+		"an in-process engine's in engine-NAME/); or, to start %q on an empty store deliberately, start once with "+
+		"--start-empty-engine (the other data stays on disk, unserved)",
+		ErrEngineSwitch, configured, engDir, dataDir, strings.Join(held, ", "), configured, configured)
+}
+
+// ErrEngineSwitch reports that the configured engine selection would
+// start on an empty store while another engine's data sits in the data
+// directory. Start returns it wrapped.
+var ErrEngineSwitch = errors.New("server: refusing to switch engines on a data directory that holds another engine's data")
+
+// refuseEngineDirAsDataDir returns an error when dataDir is, or lies
+// inside, an engine directory (one holding an engine's claim file or the
+// plugin host's lock, or an engine-NAME directory beside a data
+// directory's LOCK or tso): a server there would write into another
+// server's engine files. It only reads; dataDir need not exist.
+func refuseEngineDirAsDataDir(dataDir string) error {
+	for p := filepath.Clean(dataDir); ; p = filepath.Dir(p) {
+		for _, f := range []string{kvengine.ClaimFileName, pluginLockFile} {
+			if _, err := os.Stat(filepath.Join(p, f)); err == nil {
+				return engineDirAsDataDir(dataDir, p, filepath.Join(p, f))
+			}
+		}
+		if parent := filepath.Dir(p); strings.HasPrefix(filepath.Base(p), engineDirPrefix) && parent != p {
+			for _, f := range []string{"LOCK", "tso", filepath.Base(p) + identitySuffix} {
+				if _, err := os.Stat(filepath.Join(parent, f)); err == nil {
+					return engineDirAsDataDir(dataDir, p, filepath.Join(parent, f))
+				}
+			}
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
+}
+
+func engineDirAsDataDir(dataDir, engDir, evidence string) error {
+	if filepath.Clean(dataDir) == engDir {
+		return fmt.Errorf("data directory %s is an engine's own directory (%s is there), not a FlareDB data directory: "+
+			"set data_dir to the directory that holds it", dataDir, evidence)
+	}
+	return fmt.Errorf("data directory %s lies inside the engine directory %s (%s is there): "+
+		"a server there would write into another server's engine files; choose a data_dir outside it", dataDir, engDir, evidence)
+}

@@ -204,10 +204,22 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("data directory %q: %w", cfg.DataDir, err)
 	}
+	if err := refuseEngineDirAsDataDir(dataDir); err != nil {
+		return nil, err
+	}
+	// The listeners are bound first: an address in use fails the start
+	// before it takes the data directory or opens the engine.
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
 	if s.lock, err = lockDir(dataDir); err != nil {
+		return nil, err
+	}
+	engDir := filepath.Join(dataDir, "engine-"+cfg.Engine.Name)
+	if err := refuseEngineSwitch(dataDir, engDir, cfg.Engine.Name, cfg.StartEmptyEngine); err != nil {
 		return nil, err
 	}
 	tsoPath := filepath.Join(dataDir, "tso")
@@ -229,10 +241,6 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		if err != nil {
 			return nil, fmt.Errorf("timestamp oracle: %w", err)
 		}
-	}
-	engDir := filepath.Join(dataDir, "engine-"+cfg.Engine.Name)
-	if cfg.Engine.Name == "plugin" {
-		engDir = filepath.Join(dataDir, "engine-plugin")
 	}
 	if err := os.MkdirAll(engDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create engine directory: %w", err)
@@ -309,13 +317,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("cannot listen on %s (listen): %w", cfg.Listen, err)
-	}
 	if cfg.MetricsListen != "" {
-		if s.httpLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return nil, fmt.Errorf("cannot listen on %s (metrics_listen): %w", cfg.MetricsListen, err)
-		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/healthz", s.healthz)
@@ -343,6 +345,20 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	log.Info("serving", "listen", s.lis.Addr().String(), "metrics", cfg.MetricsListen,
 		"engine", d.Name, "engine_version", d.Version, "mode", op.Mode, "sync", cfg.Engine.Sync, "tls", cfg.TLS.Enabled())
 	return s, nil
+}
+
+// listen binds the gRPC listener and, if configured, the metrics one.
+func (s *Server) listen() error {
+	var err error
+	if s.lis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("cannot listen on %s (listen): %w", s.cfg.Listen, err)
+	}
+	if s.cfg.MetricsListen != "" {
+		if s.httpLis, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("cannot listen on %s (metrics_listen): %w", s.cfg.MetricsListen, err)
+		}
+	}
+	return nil
 }
 
 // Err returns a channel that receives an error if a listener fails while
