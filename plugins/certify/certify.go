@@ -168,6 +168,22 @@ func Run(ctx context.Context, cfg host.Config, opts Options) (Report, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 
+	// The plugin must start before anything else is worth running: a
+	// binary that never completes the handshake would make every case wait
+	// out its start timeout.
+	pc := &pluginCases{cfg: cfg, opts: opts}
+	hs := pc.run(ctx, pluginCase{"plugin/handshake", pc.handshake})
+	if hs.Status == conformance.StatusFail {
+		hs.Messages = append(hs.Messages, "the plugin does not start: no other case was run")
+		if opts.Progress != nil {
+			opts.Progress(hs)
+		}
+		rep.PluginCases = []conformance.CaseResult{hs}
+		rep.Failed = 1
+		rep.Duration = time.Since(start)
+		return rep, nil
+	}
+
 	factory := func(dir string) (engine.Engine, error) {
 		c := cfg
 		c.DataDir = dir
@@ -182,14 +198,19 @@ func Run(ctx context.Context, cfg host.Config, opts Options) (Report, error) {
 		Progress:    opts.Progress,
 	})
 	rep.Engine = cr.Engine
+	if rep.Engine.Name == "" {
+		rep.Engine = pc.desc // no conformance case ran
+	}
 	rep.Cases = cr.Cases
 
-	pc := &pluginCases{cfg: cfg, opts: opts, desc: cr.Engine}
 	for _, c := range pc.list() {
 		if opts.Filter != nil && !opts.Filter.MatchString(c.name) {
 			continue
 		}
-		res := pc.run(ctx, c)
+		res := hs
+		if c.name != hs.Name {
+			res = pc.run(ctx, c)
+		}
 		rep.PluginCases = append(rep.PluginCases, res)
 		if opts.Progress != nil {
 			opts.Progress(res)
@@ -270,6 +291,8 @@ func (r *recorder) socketDir() string {
 type pluginCases struct {
 	cfg  host.Config
 	opts Options
+	// desc is the engine's self-description, set by the handshake case,
+	// which Run runs first.
 	desc engine.Description
 }
 
@@ -341,6 +364,7 @@ func (pc *pluginCases) handshake(ctx context.Context, r *recorder) {
 	}
 	defer p.Close()
 	d := p.Describe()
+	pc.desc = d
 	if d.Protocol != engine.ProtocolVersion {
 		r.failf("the engine describes protocol %d, want %d", d.Protocol, engine.ProtocolVersion)
 	}

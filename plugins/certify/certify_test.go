@@ -137,6 +137,25 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 			}
 		})
 	}
+	if _, err := os.Stat("/bin/sleep"); err == nil {
+		// A binary that never completes the handshake fails the
+		// handshake, and nothing else is run: each case would wait out
+		// the start timeout.
+		t.Run("hangs before the handshake", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+			defer cancel()
+			rep, err := certify.Run(ctx, host.Config{Path: "/bin/sleep", Args: []string{"1000"}, StartTimeout: time.Second},
+				certify.Options{TempDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := pluginCase(rep, "plugin/handshake")
+			if rep.OK() || rep.Failed != 1 || len(rep.Cases) != 0 || len(rep.PluginCases) != 1 || r.Status != conformance.StatusFail ||
+				!strings.Contains(strings.Join(r.Messages, " "), "no other case was run") {
+				t.Fatalf("a plugin that never starts:\n%s", table(rep))
+			}
+		})
+	}
 	t.Run("missing binary", func(t *testing.T) {
 		_, err := certify.Run(context.Background(), host.Config{Path: filepath.Join(t.TempDir(), "nope")}, certify.Options{})
 		if err == nil {

@@ -63,6 +63,7 @@ func NewCommand() *cobra.Command {
 		report      string
 		caseTimeout time.Duration
 		hangTimeout time.Duration
+		startTime   time.Duration
 		verbose     bool
 	)
 	cmd := &cobra.Command{
@@ -98,7 +99,7 @@ nothing to test (the reason is printed).`,
 				}
 				report = "-"
 			}
-			cfg := host.Config{Path: plugin, Args: args, Env: env, SHA256: sum, Options: map[string]string{}}
+			cfg := host.Config{Path: plugin, Args: args, Env: env, SHA256: sum, StartTimeout: startTime, Options: map[string]string{}}
 			for _, kv := range options {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
@@ -168,6 +169,7 @@ nothing to test (the reason is printed).`,
 	f.StringVar(&report, "report", "", `write the JSON report to this file ("-": standard output, instead of the table)`)
 	f.DurationVar(&caseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "time limit of each case")
 	f.DurationVar(&hangTimeout, "hang-timeout", DefaultHangTimeout, "start timeout given to the plugin in the hang-at-start case")
+	f.DurationVar(&startTime, "start-timeout", host.DefaultStartTimeout, "how long each launch waits for the plugin's handshake")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the plugin's logs and each case's result as it ends on standard error")
 	return cmd
 }
