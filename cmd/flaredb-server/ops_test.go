@@ -130,7 +130,7 @@ func TestBadStartup(t *testing.T) {
 			[]string{"tls: cert_file and key_file must be set together", "limits.max_key_size", "engine.plugin.path set but engine.name is \"rocksdb\""}},
 		{"bad size", []string{"--max-value-size", "lots"}, []string{"--max-value-size", "bad size"}},
 		{"plugin without path", []string{"--engine", "plugin"}, []string{"engine.plugin.path: required"}},
-		{"data dir is a file", []string{"--data-dir", notADir}, []string{"data directory"}},
+		{"data dir is a file", []string{"--data-dir", notADir}, []string{"data_dir " + notADir + " is not a directory"}},
 		{"missing config file", []string{"--config", filepath.Join(dir, "nope.toml")}, []string{"nope.toml"}},
 		{"bad listen", []string{"--listen", "localhost"}, []string{"listen", "host:port"}},
 		{"unknown flag", []string{"--bogus-flag"}, []string{"unknown flag: --bogus-flag", "--help"}},

@@ -199,11 +199,35 @@ func TestObservability(t *testing.T) {
 func TestCheckConfigAgreesWithStart(t *testing.T) {
 	p, other := newPKI(t, t.TempDir()), newPKI(t, t.TempDir())
 	data := t.TempDir()
+	scratch := t.TempDir()
+	notExecutable := filepath.Join(scratch, "plugin.sh")
+	if err := os.WriteFile(notExecutable, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aFile := filepath.Join(scratch, "file")
+	if err := os.WriteFile(aFile, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	engDir := filepath.Join(scratch, "claimed")
+	if err := os.MkdirAll(engDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(engDir, ".flaredb-engine"), []byte("badger\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badger := bin("flaredb-badger-plugin")
 	cases := []struct {
 		name string
 		args []string
 		want []string // substrings of stderr; none: valid
 	}{
+		{"good plugin", []string{"--engine", "plugin", "--plugin-path", badger}, nil},
+		{"plugin not executable", []string{"--engine", "plugin", "--plugin-path", notExecutable}, []string{"engine.plugin.path", "no execute permission"}},
+		{"plugin is a directory", []string{"--engine", "plugin", "--plugin-path", scratch}, []string{"engine.plugin.path", "not a regular file"}},
+		{"plugin checksum", []string{"--engine", "plugin", "--plugin-path", badger, "--plugin-sha256", strings.Repeat("0", 64)},
+			[]string{"engine.plugin.path", "has SHA-256", "expects " + strings.Repeat("0", 64)}},
+		{"data dir is a file", []string{"--engine", "memory", "--data-dir", aFile}, []string{"data_dir " + aFile + " is not a directory"}},
+		{"data dir is an engine's", []string{"--engine", "memory", "--data-dir", engDir}, []string{"data_dir", engDir, "engine's own directory"}},
 		{"good", []string{"--engine", "rocksdb"}, nil},
 		{"rocksdb settings", []string{"--config", writeTOML(t, "[engine]\nname = \"rocksdb\"\n[engine.rocksdb]\ncompression = \"bogus\"\nwrite_buffer_size = 1000\nmax_open_files = 5\n")},
 			[]string{`engine.rocksdb.compression "bogus"`, "engine.rocksdb.write_buffer_size 1000 is below 64 KiB", "engine.rocksdb.max_open_files 5"}},

@@ -101,12 +101,21 @@ type Opener struct {
 
 // CheckConfig checks what cfg.Validate cannot check alone, without
 // opening, binding or writing anything: the configured engine's own
-// settings (Opener.Check) and the TLS files (the key pair loads and
-// matches, the client CA holds certificates). flaredb-server runs it for
+// settings (Opener.Check; for a plugin, that its binary could run and has
+// the configured checksum), the TLS files (the key pair loads and matches,
+// the client CA holds certificates), and that data_dir is not a file nor
+// in an engine directory. flaredb-server runs it for
 // --check-config and before starting, so that a configuration it accepts
 // does not fail at start for one of these reasons.
 func CheckConfig(cfg config.Config, openers Openers) error {
 	var errs []error
+	if dataDir, err := cfg.AbsDataDir(); err != nil {
+		errs = append(errs, fmt.Errorf("data_dir %q: %w", cfg.DataDir, err))
+	} else if fi, err := os.Stat(dataDir); err == nil && !fi.IsDir() {
+		errs = append(errs, fmt.Errorf("data_dir %s is not a directory: the data directory must be a directory, or not exist yet", dataDir))
+	} else if err := refuseEngineDirAsDataDir(dataDir); err != nil {
+		errs = append(errs, fmt.Errorf("data_dir: %w", err))
+	}
 	if op, ok := openers[cfg.Engine.Name]; ok && op.Check != nil {
 		if err := op.Check(cfg); err != nil {
 			errs = append(errs, err)

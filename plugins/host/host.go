@@ -253,6 +253,24 @@ func checkBinaryFile(cfg Config) (*os.File, error) {
 	return f, nil
 }
 
+// CheckBinary checks, without running it, that the file at path could be
+// launched as a plugin: it exists, is a regular file with execute
+// permission and, when sum is set (hex SHA-256), has that checksum. The
+// errors are Launch's own (ErrNotExecutable, ErrChecksumMismatch wrapped).
+// It only reads.
+func CheckBinary(path, sum string) error {
+	if sum != "" {
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("%w: host: SHA256 %q is not 64 hex digits", engine.ErrInvalidArgument, sum)
+		}
+	}
+	f, err := checkBinaryFile(Config{Path: path, SHA256: strings.ToLower(sum)})
+	if f != nil {
+		f.Close()
+	}
+	return err
+}
+
 // SHA256File returns the hex SHA-256 checksum of the file at path, the
 // form Config.SHA256 takes.
 func SHA256File(path string) (string, error) {

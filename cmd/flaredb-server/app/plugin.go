@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/flaredb/flaredb/core/config"
@@ -33,5 +34,10 @@ func pluginOpener() server.Opener {
 				MaxRestarts: p.MaxRestarts,
 			},
 		}, log.With("component", "plugin"))
+	}, Check: func(c config.Config) error {
+		if err := host.CheckBinary(c.Engine.Plugin.Path, c.Engine.Plugin.SHA256); err != nil {
+			return fmt.Errorf("engine.plugin.path: %w", err)
+		}
+		return nil
 	}}
 }
