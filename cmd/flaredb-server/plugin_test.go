@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -168,4 +169,70 @@ func TestBadPlugin(t *testing.T) {
 	if errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
+}
+
+// TestPluginGivenUpStopsServer: once the host gives up restarting the
+// plugin (engine.plugin.max_restarts), the server exits non-zero saying
+// why, instead of answering unavailable forever, and leaves no plugin
+// process behind; what it acknowledged is there for the next start.
+func TestPluginGivenUpStopsServer(t *testing.T) {
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "flaredb-badger-plugin")
+	b, err := os.ReadFile(bin("flaredb-badger-plugin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plugin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "flaredb.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[engine]\nname = \"plugin\"\n[engine.plugin]\npath = %q\nmax_restarts = 2\nrestart_max_backoff = \"200ms\"\n", plugin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	s := startServer(t, data, "--config", cfg)
+	if _, err := s.dial().Put(ctx(t), &kvpb.PutRequest{Key: []byte("k"), Value: []byte("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	// Every restart from now on fails: the binary is no plugin any more
+	// (replaced by a rename: the running one is busy).
+	script := filepath.Join(dir, "not-a-plugin")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho broken >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(script, plugin); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.pluginPID()
+	if err := killPID(pid); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the server still runs after its plugin was given up:\n%s", s.stderr.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(s.err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("server exit: %v, want exit status 1\n%s", s.err, s.stderr.String())
+	}
+	for _, w := range []string{"giving up restarting the plugin", "can no longer serve", "gave up restarting it"} {
+		if !strings.Contains(s.stderr.String(), w) {
+			t.Errorf("the log lacks %q:\n%s", w, s.stderr.String())
+		}
+	}
+	waitGone(t, pid)
+
+	if err := os.WriteFile(plugin+".new", b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(plugin+".new", plugin); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, data, "--config", cfg)
+	g, err := s.dial().Get(ctx(t), &kvpb.GetRequest{Key: []byte("k")})
+	if err != nil || string(g.GetValue()) != "kept" {
+		t.Fatalf("after the restart: %v %v", g, err)
+	}
+	s.stop()
 }

@@ -160,7 +160,10 @@ type Server struct {
 	mode    string // the engine's: "in-process" or "plugin"
 
 	serveErr chan error
-	once     sync.Once
+	// released is closed when release begins.
+	released     chan struct{}
+	releasedOnce sync.Once
+	once         sync.Once
 	// draining is closed when Shutdown begins: the KV streams tell their
 	// clients, who half-close them once answered (see kvServer.Stream).
 	draining chan struct{}
@@ -198,7 +201,7 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	if !ok {
 		return nil, fmt.Errorf("engine %q is not available in this build (available: %v)", cfg.Engine.Name, openers.Names())
 	}
-	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 2)}
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 3), released: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			// No drain to wait for: an engine that does not close within
@@ -276,6 +279,9 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		if s.oracle, err = recoverOracle(ctx, s.eng, dataDir, tsoPath, log); err != nil {
 			return nil, err
 		}
+	}
+	if f, ok := s.eng.(interface{ Failed() <-chan struct{} }); ok {
+		go s.watchFailed(f.Failed())
 	}
 	if r, ok := s.eng.(interface{ Restarts() int }); ok {
 		s.metrics.RegisterEngineRestarts(r.Restarts)
@@ -356,6 +362,26 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	return s, nil
 }
 
+// watchFailed reports on Err that the engine can no longer serve once
+// failed is closed (a plugin whose host gave up restarting it): a server
+// that answers unavailable forever helps no one, while its exit lets a
+// supervisor restart it, and the plugin with it. It returns when the
+// server releases the engine.
+func (s *Server) watchFailed(failed <-chan struct{}) {
+	select {
+	case <-failed:
+	case <-s.released:
+		return
+	}
+	why := errors.New("it gave up")
+	if h, ok := s.eng.(interface{ Healthy() error }); ok {
+		if err := h.Healthy(); err != nil {
+			why = err
+		}
+	}
+	s.serveErr <- fmt.Errorf("engine %q can no longer serve: %w; stopping the server (restart it to restart the engine)", s.cfg.Engine.Name, why)
+}
+
 // listen binds the gRPC listener and, if configured, the metrics one.
 func (s *Server) listen() error {
 	var err error
@@ -371,7 +397,8 @@ func (s *Server) listen() error {
 }
 
 // Err returns a channel that receives an error if a listener fails while
-// serving.
+// serving, or if the engine can no longer serve at all (a plugin whose
+// host gave up restarting it).
 func (s *Server) Err() <-chan error { return s.serveErr }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -789,6 +816,7 @@ func manyValues(m proto.Message) bool {
 // it end with call_timeout.
 func (s *Server) release(ctx context.Context) error {
 	var errs []error
+	s.releasedOnce.Do(func() { close(s.released) })
 	s.stopHealthWatch()
 	if s.grpc != nil {
 		s.grpc.Stop()

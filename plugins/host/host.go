@@ -103,6 +103,7 @@ type Plugin struct {
 	cur      *generation // nil while the plugin is down
 	closed   bool
 	failed   bool
+	gaveUp   chan struct{} // closed when failed is set
 	inflight int
 	idle     chan struct{} // made by Close; closed when inflight drops to 0
 	desc     engine.Description
@@ -180,6 +181,7 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 		stopCtx:  stopCtx,
 		stop:     stop,
 		supDone:  make(chan struct{}),
+		gaveUp:   make(chan struct{}),
 		hostName: filepath.Base(cfg.Path),
 	}
 	g, err := p.launch(ctx, bin)
@@ -621,6 +623,7 @@ func (p *Plugin) supervise(g *generation) {
 				p.failed = true
 				p.mu.Unlock()
 				p.log.Error("giving up restarting the plugin", "failures", failures, "error", p.lastError())
+				close(p.gaveUp)
 				return
 			}
 			delay := p.cfg.Restart.backoff(failures)
@@ -708,6 +711,13 @@ func (p *Plugin) Status() Status {
 	}
 	return s
 }
+
+// Failed returns a channel that is closed when the host gives up
+// restarting the plugin (RestartPolicy.MaxRestarts): from then on every
+// call returns engine.ErrUnavailable, and Healthy says why. It is never
+// closed otherwise, Close included. The server stops on it, so that what
+// supervises the server can act.
+func (p *Plugin) Failed() <-chan struct{} { return p.gaveUp }
 
 // PID returns the plugin process's id while it runs, else 0.
 func (p *Plugin) PID() int { return p.Status().PID }
