@@ -108,10 +108,17 @@ func startServer(t *testing.T, dir string, args ...string) *server {
 
 func tryStartServer(t *testing.T, dir string, args ...string) (*server, error) {
 	t.Helper()
+	return tryStartServerEnv(t, dir, nil, args...)
+}
+
+// tryStartServerEnv is tryStartServer with env (KEY=VALUE) added to the
+// server's environment.
+func tryStartServerEnv(t *testing.T, dir string, env []string, args ...string) (*server, error) {
+	t.Helper()
 	all := []string{"--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", ""}
 	all = append(all, args...)
 	cmd := exec.Command(bin("flaredb-server"), all...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	s := &server{t: t, cmd: cmd, dir: dir, stderr: &syncBuffer{}, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(s.stderr, pw)

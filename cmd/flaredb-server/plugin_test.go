@@ -236,3 +236,46 @@ func TestPluginGivenUpStopsServer(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestKilledServerSocketDirRemoved: a server killed with SIGKILL cannot
+// remove its plugin's socket directory; the next server on the data
+// directory does, and one stopped cleanly leaves none.
+func TestKilledServerSocketDirRemoved(t *testing.T) {
+	tmp, err := os.MkdirTemp("", "fdbsock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	env := []string{"TMPDIR=" + tmp}
+	data := t.TempDir()
+	start := func() *server {
+		s, err := tryStartServerEnv(t, data, env, engineArgs("badger-plugin")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := start()
+	pid := s.pluginPID()
+	before, _ := os.ReadDir(tmp)
+	if len(before) != 1 {
+		t.Fatalf("socket directories while serving: %v", before)
+	}
+	s.kill()
+	waitGone(t, pid) // the plugin notices its host is gone
+	if left, _ := os.ReadDir(tmp); len(left) != 1 || left[0].Name() != before[0].Name() {
+		t.Fatalf("after SIGKILL: %v", left)
+	}
+	s = start()
+	now, _ := os.ReadDir(tmp)
+	if len(now) != 1 || now[0].Name() == before[0].Name() {
+		t.Errorf("the killed server's socket directory %s was not removed: %v", before[0].Name(), now)
+	}
+	if !strings.Contains(s.stderr.String(), "removed the socket directory of a plugin host that did not stop cleanly") {
+		t.Errorf("the removal is not logged:\n%s", s.stderr.String())
+	}
+	s.stop()
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("after a clean stop: %v", left)
+	}
+}

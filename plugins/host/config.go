@@ -70,9 +70,10 @@ type Config struct {
 	// about 20s more.
 	StopTimeout time.Duration
 	// SocketDir is where the per-launch directories holding the plugin's
-	// Unix socket are created (and removed when the plugin stops); default
-	// os.TempDir(). Its path must be short (at most 65 bytes), as Unix
-	// socket paths are limited to about 100 bytes.
+	// Unix socket are created (and removed when the plugin stops, or,
+	// after a host was killed, by the next host to lock the data
+	// directory); default os.TempDir(). Its path must be short (at most
+	// 65 bytes), as Unix socket paths are limited to about 100 bytes.
 	SocketDir string
 	// Restart is the restart policy after the plugin process dies.
 	Restart RestartPolicy

@@ -173,6 +173,15 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 		}
 		return nil, err
 	}
+	stale, err := recordLock(lock, "")
+	if err != nil {
+		if bin != nil {
+			bin.Close()
+		}
+		_ = unlockDataDir(lock)
+		return nil, fmt.Errorf("host: record the lock's holder: %w", err)
+	}
+	removeStaleSocketDir(stale, log)
 	stopCtx, stop := context.WithCancel(context.Background())
 	p := &Plugin{
 		cfg:      cfg,
@@ -340,6 +349,9 @@ func (p *Plugin) launch(ctx context.Context, bin *os.File) (*generation, error) 
 		VersionedPlugins: pluginproto.Versioned(p.cfg.ProtocolVersion, &pluginproto.EnginePlugin{}),
 		RunnerFunc: func(_ hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
 			socketDir = tmpDir
+			if _, err := recordLock(p.lock, tmpDir); err != nil {
+				p.log.Warn("cannot record the plugin's socket directory in the lock file", "err", err)
+			}
 			// The host's environment, without FLAREDB_PLUGIN_* variables
 			// the host process may itself have inherited (only this host
 			// sets those), then Config.Env, then the host's variables and
@@ -928,6 +940,8 @@ func (p *Plugin) Close() error {
 		err = p.stopGeneration(g)
 		p.log.Info("plugin stopped", "pid", g.runner.PID())
 	}
+	// Stopped cleanly: no socket directory for the next host to remove.
+	_, _ = recordLock(p.lock, "")
 	if ch := p.unreapedProcess(); ch != nil {
 		// Killed but not reaped (stuck in the kernel, in I/O on a dead
 		// disk): it may still write, so the directory stays locked until

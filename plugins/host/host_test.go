@@ -1022,3 +1022,51 @@ func killPID(pid int) error {
 	}
 	return p.Kill()
 }
+
+// TestStaleSocketDirRemoved: a host killed without Close leaves its socket
+// directory, recorded in the data directory's lock file; the next host to
+// lock the directory removes it, unless it holds what a host does not
+// make.
+func TestStaleSocketDirRemoved(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		inside  string // a name made in the stale directory
+		removed bool
+	}{
+		{"a socket", "plugin123", true},
+		{"empty", "", true},
+		{"a foreign file", "notes.txt", false},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
+			sockets, data := t.TempDir(), t.TempDir()
+			stale := filepath.Join(sockets, "plugin-dir4242")
+			if err := os.Mkdir(stale, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if tc.inside != "" {
+				if err := os.Mkdir(filepath.Join(stale, tc.inside), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(data, host.LockFileName), []byte("999999\n"+stale+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: data, SocketDir: sockets}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = os.Stat(stale)
+			if gone := errors.Is(err, fs.ErrNotExist); gone != tc.removed {
+				t.Errorf("stale socket directory removed: %v, want %v", gone, tc.removed)
+			}
+			left, _ := os.ReadDir(sockets)
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := os.ReadDir(sockets)
+			if want := map[bool]int{true: 0, false: 1}[tc.removed]; len(after) != want || len(left) != want+1 {
+				t.Errorf("socket directories while running %v, after Close %v", left, after)
+			}
+		})
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -20,7 +18,7 @@ import (
 const LockFileName = kvengine.PluginLockFileName
 
 // lockDataDir creates dir if needed and takes an exclusive, non-blocking
-// flock on its lock file, recording the host's pid in it. The lock is
+// flock on its lock file (Launch records the holder in it). The lock is
 // released when the returned file is closed, or when the host process
 // dies. The file is opened close-on-exec, so the plugin does not inherit
 // it.
@@ -36,7 +34,7 @@ func lockDataDir(dir string) (*os.File, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		holder := ""
 		if b, rerr := os.ReadFile(path); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+			if pid, _ := lockHolder(b); pid > 0 {
 				holder = fmt.Sprintf(" (held by process %d)", pid)
 			}
 		}
@@ -46,9 +44,6 @@ func lockDataDir(dir string) (*os.File, error) {
 				"two plugin processes must never share a data directory", ErrDataDirLocked, dir, holder)
 		}
 		return nil, fmt.Errorf("host: lock %s: %w", path, err)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f, nil
 }
