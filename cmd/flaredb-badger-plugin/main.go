@@ -3,8 +3,9 @@
 // launches it (engine "plugin" with this binary as its path) and talks to it
 // over the engine wire protocol. It is not meant to be run by hand.
 //
-// The data directory comes from the host. Engine options, set in the host's
-// configuration, are (all optional, defaults as in badgerengine.Options):
+// The data directory comes from the host; the plugin takes no arguments.
+// Engine options, set in the host's configuration, are (all optional,
+// defaults as in badgerengine.Options):
 //
 //	error_if_not_exists           bool      fail if the directory holds no database
 //	memtable_size                 bytes
@@ -31,6 +32,10 @@ func main() { sdk.ServeFactory(open) }
 func open(p sdk.Params) (engine.Engine, error) {
 	if p.DataDir == "" {
 		return nil, fmt.Errorf("%w: badger plugin: no data directory given by the host", engine.ErrInvalidArgument)
+	}
+	if len(p.Args) > 0 {
+		return nil, fmt.Errorf("%w: badger plugin: takes no arguments, got %q: set its options in [engine.plugin.options]",
+			engine.ErrInvalidArgument, p.Args)
 	}
 	o := badgerengine.Options{Logger: p.Logger.With("component", "badger")}
 	op := p.OptionParser()

@@ -3,8 +3,9 @@
 // launches it (engine "plugin" with this binary as its path) and talks to it
 // over the engine wire protocol. It is not meant to be run by hand.
 //
-// The data directory comes from the host. Engine options, set in the host's
-// configuration, are (all optional, defaults as in rocksdbengine.Options):
+// The data directory comes from the host; the plugin takes no arguments.
+// Engine options, set in the host's configuration, are (all optional,
+// defaults as in rocksdbengine.Options):
 //
 //	error_if_not_exists   bool   fail if the directory holds no database
 //	block_cache_size      bytes  LRU block cache (negative disables it)
@@ -36,6 +37,10 @@ func open(p sdk.Params) (engine.Engine, error) {
 	}
 	if p.DataDir == "" {
 		return nil, fmt.Errorf("%w: rocksdb plugin: no data directory given by the host", engine.ErrInvalidArgument)
+	}
+	if len(p.Args) > 0 {
+		return nil, fmt.Errorf("%w: rocksdb plugin: takes no arguments, got %q: set its options in [engine.plugin.options]",
+			engine.ErrInvalidArgument, p.Args)
 	}
 	var o rocksdbengine.Options
 	op := p.OptionParser()

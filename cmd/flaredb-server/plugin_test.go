@@ -137,11 +137,18 @@ func TestBadPlugin(t *testing.T) {
 	os.WriteFile(notExec, []byte("data"), 0o644)
 	toml := filepath.Join(dir, "opts.toml")
 	os.WriteFile(toml, []byte(fmt.Sprintf("[engine]\nname = \"plugin\"\n[engine.plugin]\npath = %q\nstart_timeout = \"20s\"\n[engine.plugin.options]\nno_such_option = \"1\"\n", plugin)), 0o644)
+	withArgs := func(plugin string) string {
+		p := filepath.Join(dir, filepath.Base(plugin)+"-args.toml")
+		os.WriteFile(p, []byte(fmt.Sprintf("[engine]\nname = \"plugin\"\n[engine.plugin]\npath = %q\nargs = [\"--cache\", \"1GB\"]\n", plugin)), 0o644)
+		return p
+	}
 	cases := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"rocksdb plugin with arguments", []string{"--config", withArgs(plugin)}, `takes no arguments, got ["--cache" "1GB"]`},
+		{"badger plugin with arguments", []string{"--config", withArgs(bin("flaredb-badger-plugin"))}, `takes no arguments, got ["--cache" "1GB"]`},
 		{"missing binary", []string{"--engine", "plugin", "--plugin-path", filepath.Join(dir, "nope")}, "no such file"},
 		{"not executable", []string{"--engine", "plugin", "--plugin-path", notExec}, "not executable"},
 		{"wrong checksum", []string{"--engine", "plugin", "--plugin-path", plugin, "--plugin-sha256", strings.Repeat("0", 64)}, "checksum"},
