@@ -222,7 +222,7 @@ type ServerStatus struct {
 	// SyncDefault reports whether writes are synced by default.
 	SyncDefault bool
 	// LastVersion is the newest version the server's timestamp oracle has
-	// issued.
+	// issued since the server started; 0 when it has issued none.
 	LastVersion uint64
 	Uptime      time.Duration
 }

@@ -197,8 +197,9 @@ func (s *Service) Engine() engine.Description { return s.eng.Describe() }
 // SyncDefault reports the default durability.
 func (s *Service) SyncDefault() bool { return s.opts.Sync }
 
-// LastVersion returns the newest version the oracle issued.
-func (s *Service) LastVersion() uint64 { return s.oracle.Last() }
+// LastVersion returns the newest version the oracle issued since the
+// service started, or 0 when it issued none.
+func (s *Service) LastVersion() uint64 { return s.oracle.LastIssued() }
 
 // Get returns the key's entry (Version 0 when absent).
 func (s *Service) Get(ctx context.Context, key []byte) (engine.Entry, error) {

@@ -79,6 +79,7 @@ type Oracle struct {
 	physical int64 // ms of the last issued timestamp
 	logical  int64 // logical part of the last issued timestamp
 	limit    int64 // persisted mark: physical must stay below it
+	issued   bool  // a timestamp was issued since Open
 }
 
 // Open loads the mark from path (creating it when absent, unless
@@ -166,7 +167,20 @@ func (o *Oracle) Next(n int) (uint64, error) {
 		}
 	}
 	o.physical, o.logical = phys, logical+int64(n)-1
+	o.issued = true
 	return Compose(phys, logical), nil
+}
+
+// LastIssued returns the newest timestamp this oracle issued since Open,
+// or 0 when it issued none (Last is then a starting point, not a
+// timestamp in use).
+func (o *Oracle) LastIssued() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.issued {
+		return 0
+	}
+	return Compose(o.physical, o.logical)
 }
 
 // Last returns a timestamp that every timestamp issued later exceeds: the

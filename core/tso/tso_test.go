@@ -318,3 +318,31 @@ func TestSubMillisecondWindow(t *testing.T) {
 		t.Fatalf("window %d ms", o.window)
 	}
 }
+
+// TestLastIssued: 0 until the oracle issues a timestamp (Last is only a
+// starting point then, 262143 on a fresh file), then the newest issued,
+// and 0 again after a reopen.
+func TestLastIssued(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tso")
+	o, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.LastIssued(); got != 0 {
+		t.Fatalf("fresh oracle: LastIssued %d, want 0 (Last %d)", got, o.Last())
+	}
+	first, err := o.Next(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.LastIssued(); got != first+2 {
+		t.Fatalf("after Next(3) = %d: LastIssued %d, want %d", first, got, first+2)
+	}
+	o, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.LastIssued(); got != 0 {
+		t.Fatalf("reopened oracle: LastIssued %d, want 0", got)
+	}
+}

@@ -1405,7 +1405,8 @@ type StatusResponse struct {
 	EngineProtocol uint32  `protobuf:"varint,5,opt,name=engine_protocol,json=engineProtocol,proto3" json:"engine_protocol,omitempty"`
 	Limits         *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
 	SyncDefault    bool    `protobuf:"varint,7,opt,name=sync_default,json=syncDefault,proto3" json:"sync_default,omitempty"`
-	// The newest version the server's timestamp oracle has issued.
+	// The newest version the server's timestamp oracle has issued since the
+	// server started; 0 when it has issued none.
 	LastVersion   uint64 `protobuf:"varint,8,opt,name=last_version,json=lastVersion,proto3" json:"last_version,omitempty"`
 	UptimeSeconds uint64 `protobuf:"varint,9,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -548,7 +548,11 @@ func newStatusCommand() *cobra.Command {
 			fmt.Fprintf(tw, "server version\t%s\n", st.ServerVersion)
 			fmt.Fprintf(tw, "engine\t%s %s (%s, protocol %d)\n", st.Engine, st.EngineVersion, st.EngineMode, st.EngineProtocol)
 			fmt.Fprintf(tw, "sync by default\t%v\n", st.SyncDefault)
-			fmt.Fprintf(tw, "last version\t%d\n", st.LastVersion)
+			if st.LastVersion == 0 {
+				fmt.Fprintf(tw, "last version\tnone issued since the server started\n")
+			} else {
+				fmt.Fprintf(tw, "last version\t%d\n", st.LastVersion)
+			}
 			fmt.Fprintf(tw, "uptime\t%s\n", st.Uptime)
 			fmt.Fprintf(tw, "max key size\t%s\n", fmtLimit(st.Limits.MaxKeySize))
 			fmt.Fprintf(tw, "max value size\t%s\n", fmtLimit(st.Limits.MaxValueSize))
