@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -35,18 +36,24 @@ var errorMap = []struct {
 	{engine.ErrInternal, codes.Internal, kvpb.ReasonInternal},
 }
 
-// classify returns the code and reason for err; unknown errors are
-// Internal.
-func classify(err error) (codes.Code, string) {
+// classify returns the code and reason for err, and its message without
+// the matched sentinel's text in front (the reason says it already: a
+// client shows "too large: key of ...", not "too large: engine: too
+// large: key of ..."); unknown errors are Internal.
+func classify(err error) (codes.Code, string, string) {
+	msg := err.Error()
 	for _, m := range errorMap {
 		if errors.Is(err, m.err) {
-			return m.code, m.reason
+			if rest, ok := strings.CutPrefix(msg, m.err.Error()+": "); ok && rest != "" {
+				msg = rest
+			}
+			return m.code, m.reason, msg
 		}
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
-		return s.Code(), s.Code().String()
+		return s.Code(), s.Code().String(), msg
 	}
-	return codes.Internal, kvpb.ReasonInternal
+	return codes.Internal, kvpb.ReasonInternal, msg
 }
 
 // toStatus converts an error from the service into a gRPC status error
@@ -55,8 +62,8 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	code, reason := classify(err)
-	st := status.New(code, err.Error())
+	code, reason, msg := classify(err)
+	st := status.New(code, msg)
 	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: kvpb.ErrorDomain}); derr == nil {
 		st = d
 	}
@@ -65,6 +72,6 @@ func toStatus(err error) error {
 
 // toStreamError converts an error for the multiplexed stream.
 func toStreamError(err error) *kvpb.Error {
-	code, reason := classify(err)
-	return &kvpb.Error{Code: uint32(code), Message: err.Error(), Reason: reason}
+	code, reason, msg := classify(err)
+	return &kvpb.Error{Code: uint32(code), Message: msg, Reason: reason}
 }

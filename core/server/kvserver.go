@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -657,9 +658,9 @@ func (s *kvServer) observe(method string, start time.Time, err error, n int) {
 	if s.m == nil {
 		return
 	}
-	code, _ := classify(err)
-	if err == nil {
-		code = 0
+	code := codes.OK
+	if err != nil {
+		code, _, _ = classify(err)
 	}
 	s.m.Requests.WithLabelValues(method, code.String()).Add(float64(n))
 	s.m.Latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
