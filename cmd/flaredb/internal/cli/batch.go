@@ -41,7 +41,8 @@ object with
   "key"          the key (hex/base64 with --hex/--base64), or "key_base64"
   "value"        for put: the value, or "value_base64"
   "if_version"   N, or "if_absent": true, or "if_exists": true, or
-  "if_value"     V (or "if_value_base64"); at most one condition
+  "if_value"     V (or "if_value_base64"); at most one condition (false
+                 and null are refused: leave the member out for none)
 
 With --json the result is {"succeeded", "version", "results": [{"op",
 "key", "condition", "condition_held", "version", "value"}]}, where version
@@ -292,7 +293,9 @@ func parseJSONOp(enc encoding, raw json.RawMessage) (client.Op, error) {
 			return client.Op{}, fmt.Errorf("%s: %w", flag, err)
 		}
 		if !b {
-			continue
+			// false would read as no condition: an unconditional write
+			// the writer may not have intended.
+			return client.Op{}, fmt.Errorf("%q: false is not a condition: leave it out for no condition", flag)
 		}
 		if flag == "if_absent" {
 			op.Cond = client.IfAbsent()

@@ -418,7 +418,7 @@ func TestParseBatchJSON(t *testing.T) {
 		{"op": "check", "key": "b", "if_version": 0},
 		{"op": "delete", "key_base64": "AP8", "if_exists": true},
 		{"op": "check", "key": "c", "if_value_base64": "eA=="},
-		{"op": "put", "key": "d", "value": "", "if_absent": false}
+		{"op": "put", "key": "d", "value": ""}
 	]`))
 	if err != nil {
 		t.Fatal(err)
@@ -447,10 +447,45 @@ func TestParseBatchJSON(t *testing.T) {
 		`[{"op": "check", "key": "a", "if_value": null}]`:                               `"if_value" is null`,
 		`[{"op": "put", "key": "a", "key_base64": "Yg==", "value": "v"}]`:               `give "key" or "key_base64", not both`,
 		`[{"op": "put", "key": "a", "value": "v", "value_base64": "dg=="}]`:             `give "value" or "value_base64", not both`,
+		`[{"op": "put", "key": "a", "value": "v", "if_absent": false}]`:                 `op 1: "if_absent": false is not a condition`,
+		`[{"op": "check", "key": "a", "if_exists": false}]`:                             `op 1: "if_exists": false is not a condition`,
 	} {
 		if _, err := parseBatchJSON(encText, []byte(in)); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%s: err %v, want %q", in, err, wantErr)
 		}
+	}
+}
+
+// TestBatchFileFalseCondition: "if_absent": false or "if_exists": false in
+// a batch file is refused as a usage error naming the operation and the
+// member, before connecting: it is not a condition, and reading it as none
+// would write unconditionally.
+func TestBatchFileFalseCondition(t *testing.T) {
+	dead := deadAddr(t) // a connection attempt would fail with exit 1
+	cases := []struct {
+		name, file, stderr string
+	}{
+		{"if_exists false", `[{"op": "put", "key": "a", "value": "1"}, {"op": "check", "key": "b", "if_version": 3},
+			{"op": "put", "key": "c", "value": "2", "if_exists": false}]`,
+			`flaredb: batch file -: op 3: "if_exists": false is not a condition: leave it out for no condition`},
+		{"if_absent false", `{"ops": [{"op": "delete", "key": "a", "if_absent": false}]}`,
+			`flaredb: batch file -: op 1: "if_absent": false is not a condition: leave it out for no condition`},
+		{"false beside a condition", `[{"op": "put", "key": "a", "value": "1", "if_version": 7, "if_absent": false}]`,
+			`flaredb: batch file -: op 1: "if_absent": false is not a condition`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, tc.file, "--addr", dead, "batch", "-f", "-")
+			if r.code != ExitUsage || !strings.Contains(r.stderr, tc.stderr) || r.stdout != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", r.code, r.stdout, r.stderr, ExitUsage, tc.stderr)
+			}
+		})
+	}
+	// true is still a condition.
+	srv := servertest.Start(t, nil)
+	r := runCLI(t, `[{"op": "put", "key": "a", "value": "1", "if_exists": true}]`, "--addr", srv.Addr, "batch", "-f", "-")
+	if r.code != ExitConditionFailed {
+		t.Fatalf("if_exists true on an absent key: %+v", r)
 	}
 }
 
