@@ -124,7 +124,8 @@ is not printable is shown quoted with Go escapes; with --json, text that is not
 valid UTF-8 is emitted base64-encoded in a field suffixed "_base64" (for
 example "value_base64" instead of "value").
 
-The server address comes from --addr, else $FLAREDB_ADDR, else 127.0.0.1:7070.
+The server address comes from --addr, else $FLAREDB_ADDR, else 127.0.0.1:7070
+(an empty --addr or FLAREDB_ADDR is a usage error).
 TLS is used when --tls or any --tls-* flag is given.
 
 Exit codes:
@@ -244,10 +245,17 @@ func loadGlobals(cmd *cobra.Command) (*globals, error) {
 	f := cmd.Flags()
 	g := &globals{}
 	g.addr, _ = f.GetString("addr")
-	if !f.Changed("addr") {
-		if env, ok := os.LookupEnv(EnvAddr); ok && env != "" {
-			g.addr = env
+	if f.Changed("addr") {
+		if g.addr == "" {
+			return nil, UsageErrorf("--addr is empty: give host:port")
 		}
+	} else if env, ok := os.LookupEnv(EnvAddr); ok {
+		// Set but empty is a mistake (a variable meant to be filled in),
+		// not a request for the default.
+		if env == "" {
+			return nil, UsageErrorf("%s is set but empty: unset it or give host:port", EnvAddr)
+		}
+		g.addr = env
 	}
 	g.timeout, _ = f.GetDuration("timeout")
 	g.json, _ = f.GetBool("json")

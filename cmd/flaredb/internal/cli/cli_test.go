@@ -345,6 +345,47 @@ func TestEnvAddr(t *testing.T) {
 	}
 }
 
+// TestEmptyAddr: an empty FLAREDB_ADDR or --addr is a usage error, not the
+// default address (where a server may well listen).
+func TestEmptyAddr(t *testing.T) {
+	cases := []struct {
+		name   string
+		env    *string // nil: unset
+		args   []string
+		stderr string
+	}{
+		{"empty env", ptr(""), []string{"get", "k"}, "flaredb: FLAREDB_ADDR is set but empty: unset it or give host:port"},
+		{"empty env, bench", ptr(""), []string{"bench", "--ops", "1"}, "FLAREDB_ADDR is set but empty"},
+		{"empty flag", nil, []string{"--addr", "", "get", "k"}, "flaredb: --addr is empty: give host:port"},
+		{"empty flag=", nil, []string{"--addr=", "put", "k", "v"}, "flaredb: --addr is empty: give host:port"},
+		{"empty flag over env", ptr("127.0.0.1:1"), []string{"--addr", "", "status"}, "--addr is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != nil {
+				t.Setenv(EnvAddr, *tc.env)
+			} else {
+				t.Setenv(EnvAddr, "") // restores the variable after the test
+				if err := os.Unsetenv(EnvAddr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := runCLI(t, "", tc.args...)
+			if r.code != ExitUsage || !strings.Contains(r.stderr, tc.stderr) || r.stdout != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", r.code, r.stdout, r.stderr, ExitUsage, tc.stderr)
+			}
+		})
+	}
+	// --addr wins over an empty FLAREDB_ADDR.
+	srv := servertest.Start(t, nil)
+	t.Setenv(EnvAddr, "")
+	if r := runCLI(t, "", "--addr", srv.Addr, "put", "k", "v"); r.code != 0 {
+		t.Fatalf("--addr with an empty %s: %+v", EnvAddr, r)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 func TestStatusJSON(t *testing.T) {
 	start := time.Now()
 	srv := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) { c.Limits.MaxBatchOps = 100 }})
