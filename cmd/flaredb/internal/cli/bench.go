@@ -44,11 +44,14 @@ counts as a conflict, not an error (and is a successful operation).
 
 Ops are successful operations: "ops" and ops/s count only operations that
 succeeded, and the latency percentiles are theirs. Failed operations are
-counted as errors, apart.
+counted as errors, apart. Reads (gets, and scans) that found nothing, a get
+of an absent key or a scan that returned no entries, are successful but
+counted as misses too: with --no-load on an empty store every read misses,
+and a warning on stderr says so when most reads missed.
 
 Prints a progress line each second on stderr and a final report (with
---json, one JSON object) with ops, ops/s, errors, CAS conflicts and latency
-percentiles (p50, p90, p99, p99.9, max) from an HDR histogram. Exits with
+--json, one JSON object) with ops, ops/s, errors, reads and misses, CAS
+conflicts and latency percentiles (p50, p90, p99, p99.9, max) from an HDR histogram. Exits with
 code 1 if any operation failed. Ctrl-C during the measurement ends it: the
 report is printed, and the command exits with code 1. --timeout bounds
 connecting and loading, not the run.`
@@ -186,6 +189,8 @@ type benchStats struct {
 	errors    atomic.Int64 // operations that failed
 	conflicts atomic.Int64
 	casOK     atomic.Int64
+	reads     atomic.Int64 // successful gets and scans (not a CAS's read)
+	misses    atomic.Int64 // reads that found nothing
 	issued    atomic.Int64 // operations started (successful or not), for --ops
 	firstErr  atomic.Pointer[error]
 }
@@ -208,6 +213,9 @@ type benchReport struct {
 	Errors      int64 // failed operations
 	Conflicts   int64
 	CASOK       int64
+	Reads       int64 // successful gets and scans
+	Misses      int64 // reads that found nothing
+	NoLoad      bool  // the keys were not loaded first (--no-load)
 	FirstError  string
 	Hist        *hdrhistogram.Histogram // successful operations' latencies
 	Interrupted bool
@@ -358,6 +366,7 @@ func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr i
 		Keys: cfg.keys, KeySize: cfg.keySize, ValueSize: cfg.valueSize,
 		Duration: elapsed, Ops: stats.ops.Load(), Errors: stats.errors.Load(),
 		Conflicts: stats.conflicts.Load(), CASOK: stats.casOK.Load(), Hist: lat.merged(),
+		Reads: stats.reads.Load(), Misses: stats.misses.Load(), NoLoad: cfg.noLoad,
 		Interrupted: interrupted,
 	}
 	if g.unary {
@@ -374,6 +383,9 @@ func runBench(ctx context.Context, g *globals, cfg benchConfig, stdout, stderr i
 	}
 	if err != nil {
 		return err
+	}
+	if w := rep.missWarning(); w != "" {
+		fmt.Fprintln(stderr, w)
 	}
 	var what []string
 	if rep.Interrupted {
@@ -477,21 +489,22 @@ func benchOp(ctx context.Context, c *client.Client, cfg *benchConfig, rng *rand.
 		_, err := c.Put(ctx, key, value, wopts...)
 		return err
 	case "get":
-		_, _, _, err := c.Get(ctx, key)
-		return err
+		return benchGet(ctx, c, key, stats)
 	case "cas-low", "cas-high":
 		return readCAS(ctx, c, key, value, wopts, stats)
 	case "scan":
+		n := 0
 		for _, err := range c.Scan(ctx, key, nil, client.ScanOptions{Limit: cfg.scanLimit}) {
 			if err != nil {
 				return err
 			}
+			n++
 		}
+		stats.read(n > 0)
 		return nil
 	case "mixed":
 		if rng.IntN(100) < cfg.readPercent {
-			_, _, _, err := c.Get(ctx, key)
-			return err
+			return benchGet(ctx, c, key, stats)
 		}
 		// A write: a put or a read-then-CAS, evenly, whatever the
 		// read percentage.
@@ -502,6 +515,24 @@ func benchOp(ctx context.Context, c *client.Client, cfg *benchConfig, rng *rand.
 		return readCAS(ctx, c, key, value, wopts, stats)
 	}
 	return fmt.Errorf("unknown workload %q", cfg.workload)
+}
+
+// benchGet gets key, counting a miss if it is absent.
+func benchGet(ctx context.Context, c *client.Client, key []byte, stats *benchStats) error {
+	_, _, found, err := c.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	stats.read(found)
+	return nil
+}
+
+// read counts a successful read, and a miss unless it found something.
+func (s *benchStats) read(found bool) {
+	s.reads.Add(1)
+	if !found {
+		s.misses.Add(1)
+	}
 }
 
 // readCAS reads key and writes it back conditionally on the version read.
@@ -564,6 +595,8 @@ func (r *benchReport) json() object {
 		{"errors", r.Errors},
 		{"cas_conflicts", r.Conflicts},
 		{"cas_succeeded", r.CASOK},
+		{"reads", r.Reads},
+		{"misses", r.Misses},
 		{"first_error", r.FirstError},
 		{"interrupted", r.Interrupted},
 		{"latency_us", object{
@@ -588,6 +621,9 @@ func (r *benchReport) print(w io.Writer) error {
 	if r.FirstError != "" {
 		fmt.Fprintf(tw, "first error\t%s\n", r.FirstError)
 	}
+	if r.Workload == "get" || r.Workload == "scan" || r.Workload == "mixed" {
+		fmt.Fprintf(tw, "misses\t%d of %d reads found nothing (%s)\n", r.Misses, r.Reads, r.missPercent())
+	}
 	if r.Workload == "cas-low" || r.Workload == "cas-high" || r.Workload == "mixed" {
 		fmt.Fprintf(tw, "cas\t%d succeeded, %d conflicts\n", r.CASOK, r.Conflicts)
 	}
@@ -595,6 +631,27 @@ func (r *benchReport) print(w io.Writer) error {
 		us(h.ValueAtQuantile(50)), us(h.ValueAtQuantile(90)), us(h.ValueAtQuantile(99)),
 		us(h.ValueAtQuantile(99.9)), us(h.Max()), us(int64(h.Mean())))
 	return tw.Flush()
+}
+
+// missPercent is the share of reads that missed, for humans.
+func (r *benchReport) missPercent() string {
+	if r.Reads == 0 {
+		return "no reads"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(r.Misses)/float64(r.Reads))
+}
+
+// missWarning is a warning for stderr when most reads found nothing (the
+// run did not measure reads of stored data), or "".
+func (r *benchReport) missWarning() string {
+	if r.Reads == 0 || 2*r.Misses <= r.Reads {
+		return ""
+	}
+	w := fmt.Sprintf("flaredb: warning: %d of %d reads (%s) found nothing", r.Misses, r.Reads, r.missPercent())
+	if r.NoLoad {
+		w += ": the keys were not loaded (--no-load)"
+	}
+	return w
 }
 
 // us formats microseconds for humans.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ type benchJSON struct {
 	Errors      int64              `json:"errors"`
 	Conflicts   int64              `json:"cas_conflicts"`
 	CASOK       int64              `json:"cas_succeeded"`
+	Reads       *int64             `json:"reads"`
+	Misses      *int64             `json:"misses"`
 	FirstError  string             `json:"first_error"`
 	Interrupted bool               `json:"interrupted"`
 	Latency     map[string]float64 `json:"latency_us"`
@@ -297,5 +300,95 @@ func TestBenchErrorPrefix(t *testing.T) {
 	if r.code != ExitFailure || !strings.Contains(r.stderr, "flaredb: 10 operations failed; first error: too large: ") ||
 		strings.Count(r.stderr, "flaredb:") != 1 {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// TestBenchMisses: reads that find nothing (gets of absent keys, empty
+// scans) are counted as misses, in the JSON and the human report, and a
+// warning on stderr says when most reads missed, as with --no-load on an
+// empty store.
+func TestBenchMisses(t *testing.T) {
+	const ops = 40
+	cases := []struct {
+		workload string
+		noLoad   bool
+		reads    int64 // successful gets and scans
+		misses   int64
+	}{
+		{"get", true, ops, ops},
+		{"scan", true, ops, ops},
+		{"mixed", true, ops, ops}, // --read-percent 100: no writes
+		{"get", false, ops, 0},
+		{"scan", false, ops, 0},
+		{"mixed", false, ops, 0},
+		{"put", true, 0, 0},
+		{"cas-low", true, 0, 0}, // a CAS's read is not counted
+	}
+	missLine := regexp.MustCompile(`(?m)^misses +(\d+) of (\d+) reads found nothing \((.*)\)$`)
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s no-load=%v", tc.workload, tc.noLoad), func(t *testing.T) {
+			srv := servertest.Start(t, nil) // an empty store
+			args := []string{"--addr", srv.Addr, "bench", "--workload", tc.workload, "--ops", fmt.Sprint(ops),
+				"--concurrency", "2", "--keys", "100", "--key-size", "4", "--value-size", "8", "--duration", "1m",
+				"--read-percent", "100", "--scan-limit", "3"}
+			if tc.noLoad {
+				args = append(args, "--no-load")
+			}
+			r := runCLI(t, "", append([]string{"--json"}, args...)...)
+			if r.code != 0 {
+				t.Fatalf("%+v", r)
+			}
+			rep := parseBench(t, r.stdout)
+			if rep.Reads == nil || rep.Misses == nil {
+				t.Fatalf("no reads or misses in %s", r.stdout)
+			}
+			if rep.Ops != ops || *rep.Reads != tc.reads || *rep.Misses != tc.misses {
+				t.Fatalf("%d ops, %d reads, %d misses; want %d, %d, %d", rep.Ops, *rep.Reads, *rep.Misses, ops, tc.reads, tc.misses)
+			}
+			warning := fmt.Sprintf("flaredb: warning: %d of %d reads (100.0%%) found nothing: the keys were not loaded (--no-load)\n", ops, ops)
+			if tc.misses > 0 && !strings.Contains(r.stderr, warning) || tc.misses == 0 && strings.Contains(r.stderr, "warning") {
+				t.Fatalf("stderr %q; want a warning: %v", r.stderr, tc.misses > 0)
+			}
+
+			// The human report (the store is as empty, or as loaded, as
+			// before: no workload here writes but put and cas-low).
+			r = runCLI(t, "", args...)
+			if r.code != 0 {
+				t.Fatalf("%+v", r)
+			}
+			m := missLine.FindStringSubmatch(r.stdout)
+			if tc.reads == 0 {
+				if m != nil {
+					t.Fatalf("misses line in a workload without reads: %s", r.stdout)
+				}
+				return
+			}
+			want := map[bool]string{true: "100.0%", false: "0.0%"}[tc.misses > 0]
+			if m == nil || m[1] != fmt.Sprint(tc.misses) || m[2] != fmt.Sprint(tc.reads) || m[3] != want {
+				t.Fatalf("want misses %d of %d (%s) in\n%s", tc.misses, tc.reads, want, r.stdout)
+			}
+		})
+	}
+}
+
+// TestBenchMissWarning: the warning comes when more than half of the reads
+// missed, and names --no-load only when it was given.
+func TestBenchMissWarning(t *testing.T) {
+	cases := []struct {
+		reads, misses int64
+		noLoad        bool
+		want          string
+	}{
+		{0, 0, true, ""},
+		{10, 0, true, ""},
+		{10, 5, true, ""},
+		{10, 6, true, "flaredb: warning: 6 of 10 reads (60.0%) found nothing: the keys were not loaded (--no-load)"},
+		{10, 10, false, "flaredb: warning: 10 of 10 reads (100.0%) found nothing"},
+	}
+	for _, tc := range cases {
+		r := benchReport{Reads: tc.reads, Misses: tc.misses, NoLoad: tc.noLoad}
+		if got := r.missWarning(); got != tc.want {
+			t.Errorf("%d of %d, no-load %v: %q, want %q", tc.misses, tc.reads, tc.noLoad, got, tc.want)
+		}
 	}
 }
