@@ -341,7 +341,48 @@ func (g *globals) dial(ctx context.Context, extra ...client.Option) (*client.Cli
 	if err != nil {
 		return nil, err
 	}
-	return client.New(ctx, g.addr, append(opts, extra...)...)
+	c, err := client.New(ctx, g.addr, append(opts, extra...)...)
+	if err != nil {
+		return nil, g.tlsMismatch(err)
+	}
+	return c, nil
+}
+
+// hintError is err with a hint appended to its message, in parentheses.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() + " (" + e.hint + ")" }
+func (e *hintError) Unwrap() error { return e.err }
+
+// Hints for a connection failure that suggests that the client and the
+// server disagree about TLS.
+const (
+	hintServerTLS = "is the server using TLS? pass --tls-ca FILE with its CA certificate, or --tls to verify it " +
+		"against the system roots; add --tls-cert and --tls-key if it asks for a client certificate"
+	hintServerPlaintext = "is the server using plaintext? leave out --tls and the --tls-* flags"
+)
+
+// tlsMismatch adds a hint to a connection failure that looks like a
+// plaintext client talking to a TLS server (the server closes the
+// connection without an HTTP/2 preface: gRPC reports "error reading server
+// preface" or "connection closed before server preface received") or a
+// TLS client talking to a plaintext server ("first record does not look
+// like a TLS handshake").
+func (g *globals) tlsMismatch(err error) error {
+	if !errors.Is(err, client.ErrUnavailable) {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case !g.tls && strings.Contains(msg, "server preface"):
+		return &hintError{err, hintServerTLS}
+	case g.tls && strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return &hintError{err, hintServerPlaintext}
+	}
+	return err
 }
 
 // session is what most commands need: the globals, a context bounded by

@@ -670,9 +670,10 @@ type codedError struct{ code int }
 func (e codedError) Error() string { return "coded" }
 func (e codedError) ExitCode() int { return e.code }
 
-// TestTLS runs the server with TLS and a self-signed certificate.
-func TestTLS(t *testing.T) {
-	dir := t.TempDir()
+// selfSigned writes a self-signed server certificate for 127.0.0.1 and
+// flaredb.test, which is also its own CA, and its key into dir.
+func selfSigned(t *testing.T, dir string) (caFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -699,16 +700,30 @@ func TestTLS(t *testing.T) {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	caFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "key.pem")
+	caFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(caFile, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := servertest.Start(t, &servertest.Options{Config: func(c *config.Config) {
+	return caFile, keyFile
+}
+
+// startTLS starts a server with TLS and a self-signed certificate; it
+// returns its address and the certificate's file.
+func startTLS(t *testing.T) (addr, caFile string) {
+	t.Helper()
+	caFile, keyFile := selfSigned(t, t.TempDir())
+	return servertest.Start(t, &servertest.Options{Config: func(c *config.Config) {
 		c.TLS.CertFile, c.TLS.KeyFile = caFile, keyFile
-	}}).Addr
+	}}).Addr, caFile
+}
+
+// TestTLS runs the server with TLS and a self-signed certificate.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	addr, caFile := startTLS(t)
 
 	if r := runCLI(t, "", "--addr", addr, "--tls-ca", caFile, "put", "k", "v"); r.code != 0 {
 		t.Fatalf("TLS put: %+v", r)
@@ -725,6 +740,49 @@ func TestTLS(t *testing.T) {
 	}
 	if r := runCLI(t, "", "--addr", addr, "--tls-ca", filepath.Join(dir, "missing.pem"), "get", "k"); r.code != ExitFailure || !strings.Contains(r.stderr, "--tls-ca") {
 		t.Fatalf("missing CA: %+v", r)
+	}
+}
+
+// TestTLSMismatchHint: a plaintext client talking to a TLS server, or a TLS
+// client talking to a plaintext server, fails with a hint naming the TLS
+// flags; other connection failures get no such hint.
+func TestTLSMismatchHint(t *testing.T) {
+	tlsAddr, caFile := startTLS(t)
+	plainAddr := servertest.Start(t, nil).Addr
+	const toTLS = "(is the server using TLS? pass --tls-ca FILE with its CA certificate, or --tls to verify it against the system roots; add --tls-cert and --tls-key if it asks for a client certificate)"
+	const toPlain = "(is the server using plaintext? leave out --tls and the --tls-* flags)"
+	cases := []struct {
+		name string
+		args []string
+		hint string // "": none
+	}{
+		{"plaintext to TLS, get", []string{"--addr", tlsAddr, "get", "k"}, toTLS},
+		{"plaintext to TLS, unary put", []string{"--addr", tlsAddr, "--unary", "put", "k", "v"}, toTLS},
+		{"plaintext to TLS, status", []string{"--addr", tlsAddr, "status"}, toTLS},
+		{"plaintext to TLS, bench", []string{"--addr", tlsAddr, "bench", "--ops", "1"}, toTLS},
+		{"TLS with CA to plaintext", []string{"--addr", plainAddr, "--tls-ca", caFile, "get", "k"}, toPlain},
+		{"--tls to plaintext, unary", []string{"--addr", plainAddr, "--tls", "--unary", "scan"}, toPlain},
+		{"--tls to plaintext, bench", []string{"--addr", plainAddr, "--tls", "bench", "--ops", "1"}, toPlain},
+		{"untrusted certificate", []string{"--addr", tlsAddr, "--tls", "get", "k"}, ""},
+		{"nothing listening", []string{"--addr", deadAddr(t), "get", "k"}, ""},
+		{"nothing listening, TLS", []string{"--addr", deadAddr(t), "--tls", "get", "k"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLI(t, "", append([]string{"--timeout", "30s"}, tc.args...)...)
+			if r.code != ExitFailure || !strings.HasPrefix(r.stderr, "flaredb: unavailable: cannot connect to ") {
+				t.Fatalf("%+v", r)
+			}
+			if tc.hint != "" && !strings.HasSuffix(r.stderr, " "+tc.hint+"\n") {
+				t.Fatalf("stderr %q does not end with the hint %q", r.stderr, tc.hint)
+			}
+			if tc.hint == "" && strings.Contains(r.stderr, "is the server using") {
+				t.Fatalf("stderr %q: a hint for a failure that is not a TLS mismatch", r.stderr)
+			}
+			if strings.Count(r.stderr, "flaredb:") != 1 {
+				t.Fatalf("stuttering error: %q", r.stderr)
+			}
+		})
 	}
 }
 
