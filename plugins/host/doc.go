@@ -12,7 +12,12 @@
 // and locked with a lock file (flock) that the host holds for as long as it
 // runs a plugin there, so two hosts never run plugins on one directory; the
 // engine inside the plugin (RocksDB's LOCK, Badger's) refuses as well. The
-// plugin learns its data directory and options from its environment (see
+// lock file (LockFileName) records the host's pid and the socket directory
+// go-plugin made for the current launch; a host that takes the lock after
+// one killed without Close removes that directory if it is in its own
+// SocketDir, the recorded pid is not running, it belongs to this user and
+// it holds only go-plugin's sockets (Unix only; see socketdir.go). Failing
+// to write the record is a warning, not a failed launch. The plugin learns its data directory and options from its environment (see
 // plugins/sdk), and starts in a process group of its own.
 //
 // The handshake is go-plugin's: a magic cookie, the engine protocol version

@@ -173,15 +173,13 @@ func Launch(ctx context.Context, cfg Config, logger *slog.Logger) (*Plugin, erro
 		}
 		return nil, err
 	}
+	// The record is for people and for the next host's clean-up; the lock
+	// itself is the flock, so a failure to write it is only a warning.
 	stale, err := recordLock(lock, "")
 	if err != nil {
-		if bin != nil {
-			bin.Close()
-		}
-		_ = unlockDataDir(lock)
-		return nil, fmt.Errorf("host: record the lock's holder: %w", err)
+		log.Warn("cannot record this host's pid in the data directory's lock file", "path", lock.Name(), "err", err)
 	}
-	removeStaleSocketDir(stale, log)
+	removeStaleSocketDir(stale, cfg.SocketDir, log)
 	stopCtx, stop := context.WithCancel(context.Background())
 	p := &Plugin{
 		cfg:      cfg,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1025,30 +1026,67 @@ func killPID(pid int) error {
 
 // TestStaleSocketDirRemoved: a host killed without Close leaves its socket
 // directory, recorded in the data directory's lock file; the next host to
-// lock the directory removes it, unless it holds what a host does not
-// make.
+// lock the directory removes it, unless the record may not be a dead
+// host's (a copy of a live data directory carries the live host's record)
+// or the directory holds what a host does not make.
 func TestStaleSocketDirRemoved(t *testing.T) {
+	// A pid that was a process of ours and has exited.
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := done.Process.Pid
 	for _, tc := range []struct {
 		name    string
-		inside  string // a name made in the stale directory
+		pid     int    // recorded with the directory
+		inside  string // "socket", "dir" or "file": one entry made in the stale directory
+		name2   string // the entry's name (plugin123 unless set)
+		outside bool   // the stale directory is not in the host's SocketDir
 		removed bool
 	}{
-		{"a socket", "plugin123", true},
-		{"empty", "", true},
-		{"a foreign file", "notes.txt", false},
+		{name: "a socket", pid: dead, inside: "socket", removed: true},
+		{name: "empty", pid: dead, removed: true},
+		{name: "a foreign file", pid: dead, inside: "file", name2: "notes.txt"},
+		{name: "dir as socket", pid: dead, inside: "dir"},
+		{name: "file as socket", pid: dead, inside: "file"},
+		{name: "a live pid", pid: os.Getppid(), inside: "socket"},
+		{name: "our own pid", pid: os.Getpid(), inside: "socket"},
+		{name: "no pid", pid: 0, inside: "socket"},
+		{name: "not in SocketDir", pid: dead, inside: "socket", outside: true},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
 			sockets, data := t.TempDir(), t.TempDir()
-			stale := filepath.Join(sockets, "plugin-dir4242")
+			parent := sockets
+			if tc.outside {
+				parent = t.TempDir()
+			}
+			stale := filepath.Join(parent, "plugin-dir4242")
 			if err := os.Mkdir(stale, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if tc.inside != "" {
-				if err := os.Mkdir(filepath.Join(stale, tc.inside), 0o700); err != nil {
+			entry := filepath.Join(stale, "plugin123")
+			if tc.name2 != "" {
+				entry = filepath.Join(stale, tc.name2)
+			}
+			switch tc.inside {
+			case "socket":
+				l, err := net.ListenUnix("unix", &net.UnixAddr{Name: entry, Net: "unix"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.SetUnlinkOnClose(false)
+				l.Close()
+			case "dir":
+				if err := os.Mkdir(entry, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			case "file":
+				if err := os.WriteFile(entry, nil, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := os.WriteFile(filepath.Join(data, host.LockFileName), []byte("999999\n"+stale+"\n"), 0o600); err != nil {
+			record := strconv.Itoa(tc.pid) + "\n" + stale + "\n"
+			if err := os.WriteFile(filepath.Join(data, host.LockFileName), []byte(record), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			p, err := host.Launch(ctxT(t), host.Config{Path: bins["memory"], DataDir: data, SocketDir: sockets}, nil)
@@ -1059,12 +1097,21 @@ func TestStaleSocketDirRemoved(t *testing.T) {
 			if gone := errors.Is(err, fs.ErrNotExist); gone != tc.removed {
 				t.Errorf("stale socket directory removed: %v, want %v", gone, tc.removed)
 			}
+			if !tc.removed && tc.inside != "" {
+				if _, err := os.Lstat(entry); err != nil {
+					t.Errorf("the entry in the directory left: %v", err)
+				}
+			}
 			left, _ := os.ReadDir(sockets)
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
 			}
 			after, _ := os.ReadDir(sockets)
-			if want := map[bool]int{true: 0, false: 1}[tc.removed]; len(after) != want || len(left) != want+1 {
+			want := 0 // the stale directory, if left in SocketDir
+			if !tc.removed && !tc.outside {
+				want = 1
+			}
+			if len(after) != want || len(left) != want+1 {
 				t.Errorf("socket directories while running %v, after Close %v", left, after)
 			}
 		})

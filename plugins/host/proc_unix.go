@@ -4,6 +4,7 @@ package host
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -35,3 +36,15 @@ func killGroup(pid int) error {
 // killRemains kills what is left of the group of pid, a leader just
 // reaped: processes it started and left in its group.
 func killRemains(pid int) { _ = killGroup(pid) }
+
+// processAlive reports whether pid is a running process (or one this
+// process may not signal, which is running too).
+func processAlive(pid int) bool {
+	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// ownedByUs reports whether fi belongs to this process's user.
+func ownedByUs(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
+}
