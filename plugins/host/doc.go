@@ -15,8 +15,8 @@
 // lock file (LockFileName) records the host's pid and the socket directory
 // go-plugin made for the current launch; a host that takes the lock after
 // one killed without Close removes that directory if it is in its own
-// SocketDir, the recorded pid is not running, it belongs to this user and
-// it holds only go-plugin's sockets (Unix only; see socketdir.go). Failing
+// SocketDir, belongs to this user, holds only go-plugin's sockets and
+// nothing listens on them (Unix only; see socketdir.go). Failing
 // to write the record is a warning, not a failed launch. The plugin learns its data directory and options from its environment (see
 // plugins/sdk), and starts in a process group of its own.
 //

@@ -1027,8 +1027,9 @@ func killPID(pid int) error {
 // TestStaleSocketDirRemoved: a host killed without Close leaves its socket
 // directory, recorded in the data directory's lock file; the next host to
 // lock the directory removes it, unless the record may not be a dead
-// host's (a copy of a live data directory carries the live host's record)
-// or the directory holds what a host does not make.
+// host's (a copy of a live data directory carries the live host's record:
+// its plugin listens on the socket) or the directory holds what a host
+// does not make.
 func TestStaleSocketDirRemoved(t *testing.T) {
 	// A pid that was a process of ours and has exited.
 	done := exec.Command("true")
@@ -1039,7 +1040,7 @@ func TestStaleSocketDirRemoved(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		pid     int    // recorded with the directory
-		inside  string // "socket", "dir" or "file": one entry made in the stale directory
+		inside  string // "socket" (nothing listening), "listening", "dir" or "file": one entry made in the stale directory
 		name2   string // the entry's name (plugin123 unless set)
 		outside bool   // the stale directory is not in the host's SocketDir
 		removed bool
@@ -1049,9 +1050,13 @@ func TestStaleSocketDirRemoved(t *testing.T) {
 		{name: "a foreign file", pid: dead, inside: "file", name2: "notes.txt"},
 		{name: "dir as socket", pid: dead, inside: "dir"},
 		{name: "file as socket", pid: dead, inside: "file"},
-		{name: "a live pid", pid: os.Getppid(), inside: "socket"},
-		{name: "our own pid", pid: os.Getpid(), inside: "socket"},
-		{name: "no pid", pid: 0, inside: "socket"},
+		// Sockets, not pids, tell whether the host is gone: a pid can
+		// be reused (PID 1 in a container is ours after every restart).
+		{name: "listened on", pid: dead, inside: "listening"},
+		{name: "live pid", pid: os.Getppid(), inside: "socket", removed: true},
+		{name: "our own pid", pid: os.Getpid(), inside: "socket", removed: true},
+		{name: "empty live pid", pid: os.Getppid()},
+		{name: "empty no pid", pid: 0},
 		{name: "not in SocketDir", pid: dead, inside: "socket", outside: true},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
@@ -1069,13 +1074,17 @@ func TestStaleSocketDirRemoved(t *testing.T) {
 				entry = filepath.Join(stale, tc.name2)
 			}
 			switch tc.inside {
-			case "socket":
+			case "socket", "listening":
 				l, err := net.ListenUnix("unix", &net.UnixAddr{Name: entry, Net: "unix"})
 				if err != nil {
 					t.Fatal(err)
 				}
 				l.SetUnlinkOnClose(false)
-				l.Close()
+				if tc.inside == "listening" {
+					defer l.Close()
+				} else {
+					l.Close()
+				}
 			case "dir":
 				if err := os.Mkdir(entry, 0o700); err != nil {
 					t.Fatal(err)

@@ -27,9 +27,11 @@ func killGroup(pid int) error {
 // reaped process in a group of its own.
 func killRemains(int) {}
 
-// processAlive cannot tell here, so it says pid may be running: stale
-// socket directories are left in place.
+// processAlive cannot tell here, so it says pid may be running.
 func processAlive(int) bool { return true }
 
 // ownedByUs cannot tell here, so it says no.
 func ownedByUs(os.FileInfo) bool { return false }
+
+// socketCleanup: stale socket directories are left here (see socketdir.go).
+const socketCleanup = false

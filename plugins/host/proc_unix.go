@@ -48,3 +48,6 @@ func ownedByUs(fi os.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && int(st.Uid) == os.Getuid()
 }
+
+// socketCleanup: stale socket directories are removed (see socketdir.go).
+const socketCleanup = true

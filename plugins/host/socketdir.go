@@ -1,13 +1,17 @@
 package host
 
 import (
+	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // go-plugin makes a socket directory in Config.SocketDir for each launch,
@@ -20,11 +24,15 @@ import (
 // A host killed without Close leaves the directory behind; the next host
 // to take the lock removes it, with care, because a lock file's content
 // can lie: a copy of a live data directory (cp -a) carries the live host's
-// record without its lock. So the directory is removed only if it is in
-// this host's SocketDir, the recorded pid is not a running process, the
-// directory belongs to this user, and it holds only go-plugin's sockets;
-// each socket and then the directory are removed one by one (never a
-// recursive removal). This needs Unix; elsewhere nothing is removed.
+// record without its lock, and a pid can be reused (a server that is PID 1
+// in a container has the same pid after every restart). So whether the
+// recorded host is gone is judged by its sockets: the directory is removed
+// only if nothing listens on any of them (each connect is refused), or, if
+// it holds none, the recorded pid is not a running process. It must also
+// be in this host's SocketDir, belong to this user and hold only
+// go-plugin's sockets; each socket and then the directory are removed one
+// by one (never a recursive removal). This needs Unix; elsewhere nothing
+// is removed.
 
 var (
 	socketDirName  = regexp.MustCompile(`^plugin-dir[0-9]+$`)
@@ -77,7 +85,7 @@ func recordLock(f *os.File, socketDir string) (previous lockRecord, err error) {
 // directory of this host's at all.
 func removeStaleSocketDir(prev lockRecord, socketDir string, log *slog.Logger) {
 	dir := prev.socketDir
-	if dir == "" || !filepath.IsAbs(dir) || !socketDirName.MatchString(filepath.Base(dir)) ||
+	if !socketCleanup || dir == "" || !filepath.IsAbs(dir) || !socketDirName.MatchString(filepath.Base(dir)) ||
 		filepath.Clean(filepath.Dir(dir)) != filepath.Clean(socketDir) {
 		return
 	}
@@ -89,17 +97,11 @@ func removeStaleSocketDir(prev lockRecord, socketDir string, log *slog.Logger) {
 		log.Warn("leaving the socket directory recorded by the data directory's previous plugin host: "+why,
 			append([]any{"path", dir, "recorded_pid", prev.pid}, args...)...)
 	}
-	switch {
-	case prev.pid <= 0 || prev.pid == os.Getpid():
-		leave("no pid, or this process's own, is recorded with it")
-		return
-	case processAlive(prev.pid):
-		leave("the recorded pid is a running process (is this data directory a copy of a live one?)")
-		return
-	case !fi.IsDir():
+	if !fi.IsDir() {
 		leave("not a directory")
 		return
-	case !ownedByUs(fi):
+	}
+	if !ownedByUs(fi) {
 		leave("it belongs to another user")
 		return
 	}
@@ -115,6 +117,16 @@ func removeStaleSocketDir(prev lockRecord, socketDir string, log *slog.Logger) {
 		}
 	}
 	for _, e := range entries {
+		if !refused(filepath.Join(dir, e.Name())) {
+			leave("a plugin may be listening on its socket (is this data directory a copy of a live one?)", "socket", e.Name())
+			return
+		}
+	}
+	if len(entries) == 0 && (prev.pid <= 0 || prev.pid == os.Getpid() || processAlive(prev.pid)) {
+		leave("it holds no socket, and the recorded pid is not that of a process known to be gone")
+		return
+	}
+	for _, e := range entries {
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 			leave("cannot remove a socket in it", "err", err)
 			return
@@ -125,4 +137,16 @@ func removeStaleSocketDir(prev lockRecord, socketDir string, log *slog.Logger) {
 		return
 	}
 	log.Info("removed the socket directory of a plugin host that did not stop cleanly", "path", dir, "recorded_pid", prev.pid)
+}
+
+// refused reports whether connecting to the Unix socket at path is refused:
+// nothing listens there. Any other outcome (a connection, a timeout, no
+// permission) means a live plugin may own it.
+func refused(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
