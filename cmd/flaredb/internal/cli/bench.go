@@ -28,7 +28,8 @@ Workloads:
   cas-low    read-then-CAS loops over many keys (low contention)
   cas-high   read-then-CAS loops over few keys (high contention, --keys
              defaults to 8)
-  scan       scans of --scan-limit entries from random existing keys
+  scan       scans of up to --scan-limit entries from random existing
+             keys, within the bench's keys (up to "l", exclusive)
   mixed      --read-percent gets, the rest split between puts and
              read-then-CAS
 
@@ -494,7 +495,9 @@ func benchOp(ctx context.Context, c *client.Client, cfg *benchConfig, rng *rand.
 		return readCAS(ctx, c, key, value, wopts, stats)
 	case "scan":
 		n := 0
-		for _, err := range c.Scan(ctx, key, nil, client.ScanOptions{Limit: cfg.scanLimit}) {
+		// Within the bench's "k" keys: other data in the store is
+		// neither read nor counted as a hit.
+		for _, err := range c.Scan(ctx, key, benchKeysEnd, client.ScanOptions{Limit: cfg.scanLimit}) {
 			if err != nil {
 				return err
 			}
@@ -516,6 +519,10 @@ func benchOp(ctx context.Context, c *client.Client, cfg *benchConfig, rng *rand.
 	}
 	return fmt.Errorf("unknown workload %q", cfg.workload)
 }
+
+// benchKeysEnd is the exclusive end of the bench's keys, which all start
+// with "k".
+var benchKeysEnd = []byte("l")
 
 // benchGet gets key, counting a miss if it is absent.
 func benchGet(ctx context.Context, c *client.Client, key []byte, stats *benchStats) error {

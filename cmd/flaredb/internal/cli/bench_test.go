@@ -314,20 +314,29 @@ func TestBenchMisses(t *testing.T) {
 		noLoad   bool
 		reads    int64 // successful gets and scans
 		misses   int64
+		foreign  bool // the store holds keys of its own, after the bench's
 	}{
-		{"get", true, ops, ops},
-		{"scan", true, ops, ops},
-		{"mixed", true, ops, ops}, // --read-percent 100: no writes
-		{"get", false, ops, 0},
-		{"scan", false, ops, 0},
-		{"mixed", false, ops, 0},
-		{"put", true, 0, 0},
-		{"cas-low", true, 0, 0}, // a CAS's read is not counted
+		{"get", true, ops, ops, false},
+		{"scan", true, ops, ops, false},
+		{"scan", true, ops, ops, true},   // scans stay within the bench's keys
+		{"mixed", true, ops, ops, false}, // --read-percent 100: no writes
+		{"get", false, ops, 0, false},
+		{"scan", false, ops, 0, false},
+		{"mixed", false, ops, 0, false},
+		{"put", true, 0, 0, false},
+		{"cas-low", true, 0, 0, false}, // a CAS's read is not counted
 	}
 	missLine := regexp.MustCompile(`(?m)^misses +(\d+) of (\d+) reads found nothing \((.*)\)$`)
 	for _, tc := range cases {
-		t.Run(fmt.Sprintf("%s no-load=%v", tc.workload, tc.noLoad), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s no-load=%v foreign=%v", tc.workload, tc.noLoad, tc.foreign), func(t *testing.T) {
 			srv := servertest.Start(t, nil) // an empty store
+			if tc.foreign {
+				for _, k := range []string{"l", "user:1", "zz"} {
+					if r := runCLI(t, "", "--addr", srv.Addr, "put", k, "v"); r.code != 0 {
+						t.Fatalf("%+v", r)
+					}
+				}
+			}
 			args := []string{"--addr", srv.Addr, "bench", "--workload", tc.workload, "--ops", fmt.Sprint(ops),
 				"--concurrency", "2", "--keys", "100", "--key-size", "4", "--value-size", "8", "--duration", "1m",
 				"--read-percent", "100", "--scan-limit", "3"}

@@ -246,13 +246,13 @@ func loadGlobals(cmd *cobra.Command) (*globals, error) {
 	g := &globals{}
 	g.addr, _ = f.GetString("addr")
 	if f.Changed("addr") {
-		if g.addr == "" {
+		if strings.TrimSpace(g.addr) == "" {
 			return nil, UsageErrorf("--addr is empty: give host:port")
 		}
 	} else if env, ok := os.LookupEnv(EnvAddr); ok {
 		// Set but empty is a mistake (a variable meant to be filled in),
 		// not a request for the default.
-		if env == "" {
+		if strings.TrimSpace(env) == "" {
 			return nil, UsageErrorf("%s is set but empty: unset it or give host:port", EnvAddr)
 		}
 		g.addr = env
@@ -363,6 +363,7 @@ const (
 	hintServerTLS = "is the server using TLS? pass --tls-ca FILE with its CA certificate, or --tls to verify it " +
 		"against the system roots; add --tls-cert and --tls-key if it asks for a client certificate"
 	hintServerPlaintext = "is the server using plaintext? leave out --tls and the --tls-* flags"
+	hintHTTP            = "an HTTP/1 server answered: is this the FlareDB gRPC address (listen), not metrics_listen or another service?"
 )
 
 // tlsMismatch adds a hint to a connection failure that looks like a
@@ -370,13 +371,16 @@ const (
 // connection without an HTTP/2 preface: gRPC reports "error reading server
 // preface" or "connection closed before server preface received") or a
 // TLS client talking to a plaintext server ("first record does not look
-// like a TLS handshake").
+// like a TLS handshake"); a failure that shows an HTTP/1 server answered
+// (the metrics port, say) gets a hint of its own.
 func (g *globals) tlsMismatch(err error) error {
 	if !errors.Is(err, client.ErrUnavailable) {
 		return err
 	}
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "looked like an HTTP/1.1 header") || strings.Contains(msg, "server replied with HTTP"):
+		return &hintError{err, hintHTTP}
 	case !g.tls && strings.Contains(msg, "server preface"):
 		return &hintError{err, hintServerTLS}
 	case g.tls && strings.Contains(msg, "first record does not look like a TLS handshake"):

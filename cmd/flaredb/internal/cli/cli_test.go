@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -359,6 +361,8 @@ func TestEmptyAddr(t *testing.T) {
 		{"empty flag", nil, []string{"--addr", "", "get", "k"}, "flaredb: --addr is empty: give host:port"},
 		{"empty flag=", nil, []string{"--addr=", "put", "k", "v"}, "flaredb: --addr is empty: give host:port"},
 		{"empty flag over env", ptr("127.0.0.1:1"), []string{"--addr", "", "status"}, "--addr is empty"},
+		{"blank env", ptr(" \t"), []string{"get", "k"}, "FLAREDB_ADDR is set but empty"},
+		{"blank flag", nil, []string{"--addr", "  ", "get", "k"}, "--addr is empty"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -749,6 +753,11 @@ func TestTLS(t *testing.T) {
 func TestTLSMismatchHint(t *testing.T) {
 	tlsAddr, caFile := startTLS(t)
 	plainAddr := servertest.Start(t, nil).Addr
+	// An HTTP/1 server, like the metrics port next to the gRPC one.
+	web := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(web.Close)
+	webAddr := strings.TrimPrefix(web.URL, "http://")
+	const toHTTP = "(an HTTP/1 server answered: is this the FlareDB gRPC address (listen), not metrics_listen or another service?)"
 	const toTLS = "(is the server using TLS? pass --tls-ca FILE with its CA certificate, or --tls to verify it against the system roots; add --tls-cert and --tls-key if it asks for a client certificate)"
 	const toPlain = "(is the server using plaintext? leave out --tls and the --tls-* flags)"
 	cases := []struct {
@@ -763,6 +772,8 @@ func TestTLSMismatchHint(t *testing.T) {
 		{"TLS with CA to plaintext", []string{"--addr", plainAddr, "--tls-ca", caFile, "get", "k"}, toPlain},
 		{"--tls to plaintext, unary", []string{"--addr", plainAddr, "--tls", "--unary", "scan"}, toPlain},
 		{"--tls to plaintext, bench", []string{"--addr", plainAddr, "--tls", "bench", "--ops", "1"}, toPlain},
+		{"plaintext to HTTP/1", []string{"--addr", webAddr, "get", "k"}, toHTTP},
+		{"plaintext to HTTP/1, unary", []string{"--addr", webAddr, "--unary", "put", "k", "v"}, toHTTP},
 		{"untrusted certificate", []string{"--addr", tlsAddr, "--tls", "get", "k"}, ""},
 		{"nothing listening", []string{"--addr", deadAddr(t), "get", "k"}, ""},
 		{"nothing listening, TLS", []string{"--addr", deadAddr(t), "--tls", "get", "k"}, ""},
@@ -776,7 +787,7 @@ func TestTLSMismatchHint(t *testing.T) {
 			if tc.hint != "" && !strings.HasSuffix(r.stderr, " "+tc.hint+"\n") {
 				t.Fatalf("stderr %q does not end with the hint %q", r.stderr, tc.hint)
 			}
-			if tc.hint == "" && strings.Contains(r.stderr, "is the server using") {
+			if tc.hint == "" && (strings.Contains(r.stderr, "is the server using") || strings.Contains(r.stderr, "HTTP/1 server")) {
 				t.Fatalf("stderr %q: a hint for a failure that is not a TLS mismatch", r.stderr)
 			}
 			if strings.Count(r.stderr, "flaredb:") != 1 {
