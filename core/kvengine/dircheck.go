@@ -79,7 +79,7 @@ func CheckDir(dir, name, marker string) error {
 		if e.Name() == marker && e.Type().IsRegular() {
 			return nil
 		}
-		if !ignoredEntries[e.Name()] {
+		if isData(e.Name()) {
 			foreign = append(foreign, e.Name())
 		}
 	}
@@ -90,6 +90,39 @@ func CheckDir(dir, name, marker string) error {
 		"(no %s file; it holds %s): it may belong to another engine, whose files %s could delete, "+
 		"so it is left untouched: open an empty directory, or this one with the engine that wrote it",
 		engine.ErrInvalidArgument, name, dir, name, marker, listNames(foreign), name)
+}
+
+// DirHoldsData reports whether the engine directory dir holds data: any
+// entry but those CheckDir ignores (the plugin host's lock file, a
+// lost+found, a claim cut short by a crash) and the engine's claim file
+// (see Claim), which an engine writes before creating anything, so a
+// directory holding nothing else holds no database. A directory that does
+// not exist holds no data. It follows dir if it is a symbolic link, only
+// reads, and returns an error when dir cannot be read (it is a file, say).
+//
+// This is the one rule for whether an engine directory is in use: the
+// server refuses to start an engine selection on an unused directory while
+// another engine's directory holds data, by this rule.
+func DirHoldsData(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if isData(e.Name()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// isData reports whether an entry called name in an engine's directory
+// may belong to a database: it is neither ignored nor the engine's claim.
+func isData(name string) bool {
+	return !ignoredEntries[name] && name != ClaimFileName
 }
 
 // readClaim returns the engine name dir's claim file records, if any.

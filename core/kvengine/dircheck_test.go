@@ -150,3 +150,76 @@ func TestClaim(t *testing.T) {
 		t.Fatalf("another engine on a claimed directory: %v", err)
 	}
 }
+
+// TestDirHoldsData: a directory holding nothing but the entries CheckDir
+// ignores and the engine's claim holds no data; anything else is data. A
+// symbolic link to a directory is followed; a file is an error.
+func TestDirHoldsData(t *testing.T) {
+	cases := []struct {
+		name  string
+		files []string // nil: the directory does not exist; "x/": a directory
+		data  bool
+	}{
+		{"missing", nil, false},
+		{"empty", []string{}, false},
+		{"lock file only", []string{PluginLockFileName}, false},
+		{"lost+found only", []string{"lost+found/"}, false},
+		{"claim only", []string{ClaimFileName}, false},
+		{"claim cut short only", []string{claimTempName}, false},
+		{"all ignorable at once", []string{PluginLockFileName, "lost+found/", ClaimFileName, claimTempName}, false},
+		{"one file", []string{"data.db"}, true},
+		{"a subdirectory", []string{"sub/"}, true},
+		{"claim and a table", []string{ClaimFileName, "000001.sst"}, true},
+		{"lost+found and something", []string{"lost+found/", "x"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "db")
+			if tc.files != nil {
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range tc.files {
+				p := filepath.Join(dir, strings.TrimSuffix(f, "/"))
+				var err error
+				if strings.HasSuffix(f, "/") {
+					err = os.Mkdir(p, 0o755)
+				} else {
+					err = os.WriteFile(p, []byte("Engy\n"), 0o644)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, d := range []string{dir, symlinkTo(t, dir)} {
+				if d == "" {
+					continue
+				}
+				got, err := DirHoldsData(d)
+				if err != nil || got != tc.data {
+					t.Errorf("DirHoldsData(%s) = %v, %v; want %v", d, got, err, tc.data)
+				}
+			}
+		})
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DirHoldsData(file); err == nil {
+		t.Error("DirHoldsData of a file: no error")
+	}
+}
+
+// symlinkTo returns a symbolic link to target, or "" where none can be
+// made (Windows without the privilege).
+func symlinkTo(t *testing.T, target string) string {
+	t.Helper()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Logf("no symbolic link: %v", err)
+		return ""
+	}
+	return link
+}
