@@ -283,3 +283,33 @@ func TestListenFailsFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineSwitchSymlinkedEngineDir: an engine directory that is a
+// symbolic link to a directory (its data kept on another disk, say) is an
+// engine directory like any other: a switch to an empty engine directory
+// beside it is refused, and with consent the oracle's file is still
+// required, as the linked directory holds engine data.
+func TestEngineSwitchSymlinkedEngineDir(t *testing.T) {
+	elsewhere := t.TempDir()
+	writeAndStop(t, badgerAsPlugin(elsewhere), "k", "v")
+	data := t.TempDir()
+	if err := os.Symlink(filepath.Join(elsewhere, "engine-plugin"), filepath.Join(data, "engine-plugin")); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	memory := func(consent bool) testServer {
+		return testServer{dataDir: data, name: "memory",
+			config: func(c *config.Config) { c.StartEmptyEngine = consent },
+			open: func(string) (engine.Engine, error) {
+				return memengine.New(), nil
+			}}
+	}
+	_, err := startTest(t, memory(false))
+	if !errors.Is(err, server.ErrEngineSwitch) || !strings.Contains(err.Error(), filepath.Join(data, "engine-plugin")) {
+		t.Fatalf("switch beside a linked engine directory holding data = %v, want ErrEngineSwitch naming it", err)
+	}
+	// No tso file in data: with the linked directory's data, it is needed.
+	_, err = startTest(t, memory(true))
+	if err == nil || !strings.Contains(err.Error(), "is missing") || !strings.Contains(err.Error(), "engine-plugin") {
+		t.Fatalf("start without the oracle's file beside a linked engine directory holding data = %v, want the missing-oracle refusal", err)
+	}
+}

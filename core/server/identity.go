@@ -157,16 +157,16 @@ type strayEngineDir struct {
 // engDir that hold anything (the plugin host's lock file aside): data that
 // the configured engine does not serve.
 func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
-	entries, err := os.ReadDir(dataDir)
+	names, err := engineDirNames(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	var out []strayEngineDir
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), engineDirPrefix) || e.Name() == filepath.Base(engDir) {
+	for _, name := range names {
+		if name == filepath.Base(engDir) {
 			continue
 		}
-		p := filepath.Join(dataDir, e.Name())
+		p := filepath.Join(dataDir, name)
 		inner, err := os.ReadDir(p)
 		if err != nil {
 			return nil, err
@@ -188,6 +188,38 @@ func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// engineDirNames returns the names of the engine directories in dataDir,
+// sorted: its entries named engine-* that are directories or symbolic
+// links to directories (an engine's data kept on another disk, say). A
+// link that cannot be followed is an error: what it points at may hold
+// data, and the callers decide what the data directory holds.
+func engineDirNames(dataDir string) ([]string, error) {
+	entries, err := os.ReadDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), engineDirPrefix) {
+			continue
+		}
+		if !e.IsDir() {
+			if e.Type()&fs.ModeSymlink == 0 {
+				continue // engine-NAME.identity, say
+			}
+			fi, err := os.Stat(filepath.Join(dataDir, e.Name()))
+			if err != nil {
+				return nil, fmt.Errorf("engine directory %s is a symbolic link that cannot be followed: %w", filepath.Join(dataDir, e.Name()), err)
+			}
+			if !fi.IsDir() {
+				continue
+			}
+		}
+		names = append(names, e.Name())
+	}
+	return names, nil
 }
 
 // pluginLockFile is the lock file the plugin host keeps in a plugin's data

@@ -118,3 +118,35 @@ func TestOtherEngineDirs(t *testing.T) {
 		t.Fatalf("otherEngineDirs = %+v, want %+v", got, want)
 	}
 }
+
+// TestEngineDirNamesLinks: a link to a directory is an engine directory, a
+// link to a file is not, and a link that cannot be followed is an error
+// (what it points at may hold data).
+func TestEngineDirNamesLinks(t *testing.T) {
+	data, elsewhere := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(elsewhere, "dir"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(elsewhere, "file"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(data, "engine-real"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"engine-linked": "dir", "engine-file": "file"} {
+		if err := os.Symlink(filepath.Join(elsewhere, target), filepath.Join(data, link)); err != nil {
+			t.Skipf("no symbolic links here: %v", err)
+		}
+	}
+	got, err := engineDirNames(data)
+	if err != nil || !slices.Equal(got, []string{"engine-linked", "engine-real"}) {
+		t.Fatalf("engineDirNames = %v, %v; want [engine-linked engine-real]", got, err)
+	}
+	dangling := filepath.Join(data, "engine-gone")
+	if err := os.Symlink(filepath.Join(elsewhere, "gone"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engineDirNames(data); err == nil || !strings.Contains(err.Error(), dangling) {
+		t.Fatalf("engineDirNames with a dangling link = %v, want an error naming it", err)
+	}
+}

@@ -587,22 +587,19 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 // engineData returns the engine directories in dataDir that hold anything
 // but the plugin host's lock file.
 func engineData(dataDir string) ([]string, error) {
-	entries, err := os.ReadDir(dataDir)
+	names, err := engineDirNames(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	var held []string
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), engineDirPrefix) {
-			continue
-		}
-		inner, err := os.ReadDir(filepath.Join(dataDir, e.Name()))
+	for _, name := range names {
+		inner, err := os.ReadDir(filepath.Join(dataDir, name))
 		if err != nil {
 			return nil, err
 		}
 		for _, x := range inner {
 			if x.Name() != pluginLockFile {
-				held = append(held, e.Name())
+				held = append(held, name)
 				break
 			}
 		}
