@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClaimEngineDir(t *testing.T) {
@@ -148,5 +149,26 @@ func TestEngineDirNamesLinks(t *testing.T) {
 	}
 	if _, err := engineDirNames(data); err == nil || !strings.Contains(err.Error(), dangling) {
 		t.Fatalf("engineDirNames with a dangling link = %v, want an error naming it", err)
+	}
+}
+
+// TestNewestFileTimeFollowsLinks: --recover-tso starts the oracle above the
+// newest file time in the engine directories, those linked in included.
+func TestNewestFileTimeFollowsLinks(t *testing.T) {
+	data, elsewhere := t.TempDir(), t.TempDir()
+	f := filepath.Join(elsewhere, "000001.sst")
+	if err := os.WriteFile(f, []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	future := time.Now().Add(24 * time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(f, future, future); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(data, "engine-badger")); err != nil {
+		t.Skipf("no symbolic links here: %v", err)
+	}
+	got, err := newestFileTime(data)
+	if err != nil || !got.Equal(future) {
+		t.Fatalf("newestFileTime = %v, %v; want %v (the linked directory's file)", got, err, future)
 	}
 }

@@ -664,7 +664,8 @@ func recoverOracle(ctx context.Context, eng engine.Engine, dataDir, path string,
 const recoverMargin = 10 * time.Second
 
 // newestFileTime returns the latest modification time of the files under
-// dataDir's engine directories (zero when there are none).
+// dataDir's engine directories (zero when there are none), following an
+// engine directory that is a symbolic link (links inside are not followed).
 func newestFileTime(dataDir string) (time.Time, error) {
 	dirs, err := filepath.Glob(filepath.Join(dataDir, engineDirPrefix+"*"))
 	if err != nil {
@@ -672,7 +673,12 @@ func newestFileTime(dataDir string) (time.Time, error) {
 	}
 	var newest time.Time
 	for _, d := range dirs {
-		err := filepath.WalkDir(d, func(_ string, e fs.DirEntry, err error) error {
+		// WalkDir does not follow a root that is a link.
+		root, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("read file times in %s: %w", d, err)
+		}
+		err = filepath.WalkDir(root, func(_ string, e fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
