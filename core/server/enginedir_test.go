@@ -15,6 +15,7 @@ import (
 
 	"github.com/flaredb/flaredb/core/config"
 	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/core/kvengine"
 	"github.com/flaredb/flaredb/core/server"
 	"github.com/flaredb/flaredb/engines/badgerengine"
 	"github.com/flaredb/flaredb/engines/memengine"
@@ -311,5 +312,54 @@ func TestEngineSwitchSymlinkedEngineDir(t *testing.T) {
 	_, err = startTest(t, memory(true))
 	if err == nil || !strings.Contains(err.Error(), "is missing") || !strings.Contains(err.Error(), "engine-plugin") {
 		t.Fatalf("start without the oracle's file beside a linked engine directory holding data = %v, want the missing-oracle refusal", err)
+	}
+}
+
+// TestEngineSwitchIgnorableEntries: whether another engine directory holds
+// data is decided by kvengine.DirHoldsData, the rule the engines use: one
+// holding only a lost+found, an engine's claim, a claim cut short or the
+// plugin host's lock holds none, so neither the switch refusal nor the
+// oracle file's requirement holds the start back; a real file is data.
+func TestEngineSwitchIgnorableEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry string // in engine-plugin; "x/": a directory
+		data  bool
+	}{
+		{"lost+found only", "lost+found/", false},
+		{"claim only", kvengine.ClaimFileName, false},
+		{"claim cut short only", kvengine.ClaimFileName + ".tmp", false},
+		{"plugin lock only", kvengine.PluginLockFileName, false},
+		{"a real file", "MANIFEST", true},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			data := t.TempDir()
+			p := filepath.Join(data, "engine-plugin", strings.TrimSuffix(tc.entry, "/"))
+			if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if strings.HasSuffix(tc.entry, "/") {
+				err = os.Mkdir(p, 0o700)
+			} else {
+				err = os.WriteFile(p, []byte("badger\n"), 0o640)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := startTest(t, testServer{dataDir: data, name: "memory", open: func(string) (engine.Engine, error) {
+				return memengine.New(), nil
+			}})
+			if tc.data {
+				if !errors.Is(err, server.ErrEngineSwitch) {
+					t.Fatalf("start beside engine-plugin holding %s = %v, want ErrEngineSwitch", tc.entry, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("start beside engine-plugin holding only %s: %v", tc.entry, err)
+			}
+			stopTest(t, srv)
+		})
 	}
 }

@@ -154,8 +154,9 @@ type strayEngineDir struct {
 }
 
 // otherEngineDirs returns the engine directories in dataDir other than
-// engDir that hold anything (the plugin host's lock file aside): data that
-// the configured engine does not serve.
+// engDir that hold data (kvengine.DirHoldsData: anything but the plugin
+// host's lock file, a lost+found and an engine's claim), which the
+// configured engine does not serve.
 func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
 	names, err := engineDirNames(dataDir)
 	if err != nil {
@@ -167,18 +168,9 @@ func otherEngineDirs(dataDir, engDir string) ([]strayEngineDir, error) {
 			continue
 		}
 		p := filepath.Join(dataDir, name)
-		inner, err := os.ReadDir(p)
-		if err != nil {
+		if held, err := kvengine.DirHoldsData(p); err != nil {
 			return nil, err
-		}
-		used := false
-		for _, x := range inner {
-			if x.Name() != pluginLockFile {
-				used = true
-				break
-			}
-		}
-		if !used {
+		} else if !held {
 			continue
 		}
 		s := strayEngineDir{Path: p}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flaredb/flaredb/core/kvengine"
 )
 
 func TestClaimEngineDir(t *testing.T) {
@@ -103,7 +105,9 @@ func TestOtherEngineDirs(t *testing.T) {
 	mk("engine-badger", "MANIFEST")         // data, owner not recorded
 	mk("engine-memory")                     // empty
 	mk("engine-old-plugin", pluginLockFile) // only the host's lock file
-	mk("tso", "state")                      // not an engine directory
+	mk("engine-claimed", kvengine.ClaimFileName, kvengine.ClaimFileName+".tmp")
+	mk("engine-mount/lost+found") // a file system's mount point
+	mk("tso", "state")            // not an engine directory
 	if err := writeIdentity(filepath.Join(data, "engine-rocksdb"), identity{Engine: "rocksdb", Dir: "engine-rocksdb"}); err != nil {
 		t.Fatal(err)
 	}

@@ -584,8 +584,8 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	return err
 }
 
-// engineData returns the engine directories in dataDir that hold anything
-// but the plugin host's lock file.
+// engineData returns the names of the engine directories in dataDir that
+// hold data, by the rule otherEngineDirs uses (kvengine.DirHoldsData).
 func engineData(dataDir string) ([]string, error) {
 	names, err := engineDirNames(dataDir)
 	if err != nil {
@@ -593,15 +593,12 @@ func engineData(dataDir string) ([]string, error) {
 	}
 	var held []string
 	for _, name := range names {
-		inner, err := os.ReadDir(filepath.Join(dataDir, name))
+		ok, err := kvengine.DirHoldsData(filepath.Join(dataDir, name))
 		if err != nil {
 			return nil, err
 		}
-		for _, x := range inner {
-			if x.Name() != pluginLockFile {
-				held = append(held, name)
-				break
-			}
+		if ok {
+			held = append(held, name)
 		}
 	}
 	return held, nil
