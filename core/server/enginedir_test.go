@@ -132,8 +132,10 @@ func TestEngineSwitchNeedsConsent(t *testing.T) {
 	if opened {
 		t.Error("the refused engine was opened")
 	}
-	if _, err := os.Stat(memDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the refused start created %s: %v", memDir, err)
+	for _, p := range []string{memDir, memDir + ".consent"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the refused start created %s: %v", p, err)
+		}
 	}
 
 	for _, consent := range []bool{true, false} {
@@ -361,5 +363,87 @@ func TestEngineSwitchIgnorableEntries(t *testing.T) {
 			}
 			stopTest(t, srv)
 		})
+	}
+}
+
+// TestEngineSwitchConsentOutlivesFailedStart: consent to start on an empty
+// engine directory (config.StartEmptyEngine) is recorded before the engine
+// opens, so a start that then fails (the engine does not open, whether or
+// not it wrote its claim first) does not need the flag again; once the
+// engine has opened, its identity stands for the consent.
+func TestEngineSwitchConsentOutlivesFailedStart(t *testing.T) {
+	for _, claimFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "nothing_written", true: "claim_written"}[claimFirst], func(t *testing.T) {
+			data := t.TempDir()
+			writeAndStop(t, badgerAsPlugin(data), "k", "v")
+			memory := func(consent bool, open func(dir string) (engine.Engine, error)) testServer {
+				return testServer{dataDir: data, name: "memory", open: open,
+					config: func(c *config.Config) { c.StartEmptyEngine = consent }}
+			}
+			broken := errors.New("the engine does not open")
+			_, err := startTest(t, memory(true, func(dir string) (engine.Engine, error) {
+				if claimFirst {
+					if err := kvengine.Claim(dir, "memory"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return nil, broken
+			}))
+			if !errors.Is(err, broken) {
+				t.Fatalf("start with a failing engine = %v, want %v", err, broken)
+			}
+			consent := filepath.Join(data, "engine-memory.consent")
+			if _, err := os.Stat(consent); err != nil {
+				t.Fatalf("the consent was not recorded: %v", err)
+			}
+			works := func(string) (engine.Engine, error) { return memengine.New(), nil }
+			srv, err := startTest(t, memory(false, works))
+			if err != nil {
+				t.Fatalf("start without the flag after a consented start failed: %v", err)
+			}
+			stopTest(t, srv)
+			if _, err := os.Stat(filepath.Join(data, "engine-memory.identity")); err != nil {
+				t.Fatalf("no identity after the engine opened: %v", err)
+			}
+			if _, err := os.Stat(consent); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the consent file outlived the identity's recording: %v", err)
+			}
+			srv, err = startTest(t, memory(false, works))
+			if err != nil {
+				t.Fatalf("start after the engine opened once: %v", err)
+			}
+			stopTest(t, srv)
+			readAndStop(t, badgerAsPlugin(data), "k", "v")
+		})
+	}
+}
+
+// TestEngineSwitchOwnDirIgnorableEntries: the configured engine's own
+// directory counts as used by the same rule: one holding only a lost+found
+// (a file system just mounted there) or a claim is still unused, so the
+// switch beside another engine's data is refused.
+func TestEngineSwitchOwnDirIgnorableEntries(t *testing.T) {
+	for _, entry := range []string{"lost+found/", kvengine.ClaimFileName} {
+		data := t.TempDir()
+		writeAndStop(t, badgerAsPlugin(data), "k", "v")
+		p := filepath.Join(data, "engine-memory", strings.TrimSuffix(entry, "/"))
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if strings.HasSuffix(entry, "/") {
+			err = os.Mkdir(p, 0o700)
+		} else {
+			err = os.WriteFile(p, []byte("memory\n"), 0o640)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = startTest(t, testServer{dataDir: data, name: "memory", open: func(string) (engine.Engine, error) {
+			return memengine.New(), nil
+		}})
+		if !errors.Is(err, server.ErrEngineSwitch) {
+			t.Errorf("switch onto an engine directory holding only %s = %v, want ErrEngineSwitch", entry, err)
+		}
 	}
 }

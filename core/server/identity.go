@@ -218,34 +218,54 @@ func engineDirNames(dataDir string) ([]string, error) {
 // directory (plugins/host.LockFileName is the same constant).
 const pluginLockFile = kvengine.PluginLockFileName
 
-// refuseEngineSwitch returns an error when engDir was never used (it holds
-// nothing and has no identity) while another engine directory in dataDir
-// holds data, unless allow: the configured
-// engine selection differs from the one that wrote the data (another
-// engine, or the same engine moved into or out of a plugin), and serving
-// an empty store in its place would look like lost data to every client.
-// It only reads.
-func refuseEngineSwitch(dataDir, engDir, configured string, allow bool) error {
-	if allow {
-		return nil
-	}
-	if _, err := os.Stat(identityPath(engDir)); err == nil {
-		return nil // a server opened it before: the operator chose it then
-	}
-	if inner, err := os.ReadDir(engDir); err == nil {
-		for _, x := range inner {
-			if x.Name() != pluginLockFile {
-				return nil // used before: the operator chose it then
-			}
+// consentSuffix ends the name of the consent file that sits beside an
+// engine directory: DATA_DIR/engine-memory.consent records that the
+// operator chose to start the engine selection memory on its empty
+// directory although another engine directory held data
+// (--start-empty-engine). checkEngineSwitch writes it before the engine
+// opens, so that the choice outlives a start that fails afterwards; the
+// server removes it once the engine has opened and its identity is
+// recorded, which stands for the choice from then on.
+const consentSuffix = ".consent"
+
+// consentPath returns the consent file of engine directory engDir.
+func consentPath(engDir string) string { return filepath.Clean(engDir) + consentSuffix }
+
+// checkEngineSwitch refuses, with an error wrapping ErrEngineSwitch, to
+// start the engine selection configured on engDir when engDir was never
+// used while another engine directory in dataDir holds data: the
+// configured engine selection differs from the one that wrote the data
+// (another engine, or the same engine moved into or out of a plugin), and
+// serving an empty store in its place would look like lost data to every
+// client. engDir was used when its identity or consent file exists, or it
+// holds data (kvengine.DirHoldsData, the rule for the other directories
+// too). When allow (the operator's consent, --start-empty-engine) overrides
+// the refusal, it records the consent in engDir's consent file, durably,
+// before returning nil; otherwise it only reads.
+func checkEngineSwitch(dataDir, engDir, configured string, allow bool) error {
+	for _, f := range []string{identityPath(engDir), consentPath(engDir)} {
+		if _, err := os.Stat(f); err == nil {
+			return nil // a server opened it, or was told to, before: the operator chose it then
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot read %s: %w", f, err)
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	}
+	if used, err := kvengine.DirHoldsData(engDir); err != nil {
 		return fmt.Errorf("cannot read engine directory: %w", err)
+	} else if used {
+		return nil // used before: the operator chose it then
 	}
 	others, err := otherEngineDirs(dataDir, engDir)
 	if err != nil {
 		return fmt.Errorf("cannot list the engine directories of %s: %w", dataDir, err)
 	}
 	if len(others) == 0 {
+		return nil
+	}
+	if allow {
+		if err := writeConsent(engDir, configured, others); err != nil {
+			return fmt.Errorf("record the consent to start on an empty engine directory: %w", err)
+		}
 		return nil
 	}
 	var held []string
@@ -263,6 +283,34 @@ func refuseEngineSwitch(dataDir, engDir, configured string, allow bool) error {
 		"an in-process engine's in engine-NAME/); or, to start %q on an empty store deliberately, start once with "+
 		"--start-empty-engine (the other data stays on disk, unserved)",
 		ErrEngineSwitch, configured, engDir, dataDir, strings.Join(held, ", "), configured, configured)
+}
+
+// writeConsent writes engDir's consent file and syncs it and its
+// directory. Its content is for whoever reads it; only its presence counts.
+func writeConsent(engDir, configured string, others []strayEngineDir) error {
+	path := consentPath(engDir)
+	var held []string
+	for _, o := range others {
+		held = append(held, o.Path)
+	}
+	text := fmt.Sprintf("flaredb-server --start-empty-engine: the engine selection %q was started on the empty directory %s "+
+		"although %s held data; the server removes this file once the engine has opened there\n",
+		configured, engDir, strings.Join(held, ", "))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	return err
 }
 
 // ErrEngineSwitch reports that the configured engine selection would

@@ -231,7 +231,9 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		return nil, err
 	}
 	engDir := filepath.Join(dataDir, "engine-"+cfg.Engine.Name)
-	if err := refuseEngineSwitch(dataDir, engDir, cfg.Engine.Name, cfg.StartEmptyEngine); err != nil {
+	// Consent (StartEmptyEngine) is recorded here, before anything below
+	// can fail the start.
+	if err := checkEngineSwitch(dataDir, engDir, cfg.Engine.Name, cfg.StartEmptyEngine); err != nil {
 		return nil, err
 	}
 	tsoPath := filepath.Join(dataDir, "tso")
@@ -274,6 +276,10 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 	// The engine is closed (by release) if the directory is another's.
 	if err := claimEngineDir(engDir, d.Name); err != nil {
 		return nil, err
+	}
+	// The identity now records that the directory is in use.
+	if err := os.Remove(consentPath(engDir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		log.Warn("cannot remove the consent file, which the engine identity has replaced", "file", consentPath(engDir), "err", err)
 	}
 	if cfg.RecoverTSO {
 		if s.oracle, err = recoverOracle(ctx, s.eng, dataDir, tsoPath, log); err != nil {
