@@ -37,23 +37,39 @@ var errorMap = []struct {
 }
 
 // classify returns the code and reason for err, and its message without
-// the matched sentinel's text in front (the reason says it already: a
-// client shows "too large: key of ...", not "too large: engine: too
-// large: key of ..."); unknown errors are Internal.
+// the sentinels' texts in front (the reason says it already: a client
+// shows "too large: key of ...", not "too large: engine: too large: key of
+// ..."); unknown errors are Internal. Every sentinel of errorMap that err
+// wraps is cut from the front, as often as it leads, not only the matched
+// one: an applied write whose answer is too large wraps engine.ErrTooLarge
+// in front of errWriteAnswerTooLarge, and its message starts with what
+// follows both. A message that is nothing but sentinels keeps the last.
 func classify(err error) (codes.Code, string, string) {
-	msg := err.Error()
 	for _, m := range errorMap {
 		if errors.Is(err, m.err) {
-			if rest, ok := strings.CutPrefix(msg, m.err.Error()+": "); ok && rest != "" {
-				msg = rest
-			}
-			return m.code, m.reason, msg
+			return m.code, m.reason, stripSentinels(err)
 		}
 	}
+	msg := err.Error()
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
 		return s.Code(), s.Code().String(), msg
 	}
 	return codes.Internal, kvpb.ReasonInternal, msg
+}
+
+// stripSentinels returns err's message without the texts of the errorMap
+// sentinels err wraps in front of it.
+func stripSentinels(err error) string {
+	msg := err.Error()
+	for cut := true; cut; {
+		cut = false
+		for _, m := range errorMap {
+			if rest, ok := strings.CutPrefix(msg, m.err.Error()+": "); ok && rest != "" && errors.Is(err, m.err) {
+				msg, cut = rest, true
+			}
+		}
+	}
+	return msg
 }
 
 // toStatus converts an error from the service into a gRPC status error

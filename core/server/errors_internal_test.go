@@ -28,6 +28,25 @@ func TestClassifyMessage(t *testing.T) {
 		// Nothing but the sentinel: the message would be empty.
 		{engine.ErrNotFound, codes.NotFound, kvpb.ReasonNotFound, "engine: not found"},
 		{errors.New("disk on fire"), codes.Internal, kvpb.ReasonInternal, "disk on fire"},
+		// An applied write whose answer is too large wraps two sentinels,
+		// ErrTooLarge in front: neither leads the message.
+		{answerTooLarge(9000, 4096, "limits.max_message_size", true), codes.ResourceExhausted, kvpb.ReasonTooLarge,
+			"the write was applied, but its answer of 9000 bytes (the previous values) exceeds the 4096-byte message limit " +
+				"(limits.max_message_size); do not retry it, read the keys with fewer at once"},
+		{answerTooLarge(9000, 4096, "limits.max_message_size", false), codes.InvalidArgument, kvpb.ReasonTooLarge,
+			"answer of 9000 bytes exceeds the 4096-byte message limit (limits.max_message_size); nothing was changed; ask for fewer keys at once"},
+		// The matched sentinel after another one in front.
+		{fmt.Errorf("%w: %w: plugin p is down", engine.ErrInternal, engine.ErrUnavailable), codes.Unavailable, kvpb.ReasonUnavailable,
+			"plugin p is down"},
+		// The same sentinel twice in front.
+		{fmt.Errorf("%w: %w: key of 5000 bytes", engine.ErrTooLarge, engine.ErrTooLarge), codes.InvalidArgument, kvpb.ReasonTooLarge,
+			"key of 5000 bytes"},
+		// A sentinel's text that the error does not wrap stays.
+		{fmt.Errorf("%w: engine: corrupt: says the plugin", engine.ErrUnavailable), codes.Unavailable, kvpb.ReasonUnavailable,
+			"engine: corrupt: says the plugin"},
+		// Sentinels and nothing else: the last one stays.
+		{fmt.Errorf("%w: %w", engine.ErrTooLarge, errWriteAnswerTooLarge), codes.ResourceExhausted, kvpb.ReasonTooLarge,
+			"write applied, answer too large"},
 	} {
 		code, reason, msg := classify(tc.err)
 		if code != tc.code || reason != tc.reason || msg != tc.msg {
