@@ -17,9 +17,24 @@
 // wrapping ErrEngineMismatch, an engine with another name (a different
 // plugin binary, say) after closing it, so that one engine never serves or
 // rewrites another's data. The stock engines also refuse, before writing
-// anything, a directory that holds another engine's files. At start the
-// server warns about engine directories holding data that the configured
-// engine does not serve.
+// anything, a directory that holds another engine's files. An engine-NAME
+// entry that is a symbolic link to a directory is an engine directory like
+// any other.
+//
+// Whether an engine directory holds data is decided by one rule,
+// kvengine.DirHoldsData (a lost+found, an engine's claim file and the
+// plugin host's lock are no data). Start refuses, with an error wrapping
+// ErrEngineSwitch and before the engine opens, to start the configured
+// engine selection on a directory never used (no identity, no recorded
+// consent, no data) while another engine directory holds data: serving an
+// empty store in its place would look like lost data to every client.
+// config.StartEmptyEngine (flaredb-server --start-empty-engine) overrides
+// the refusal; the consent is recorded beside the engine directory
+// (engine-NAME.consent) before the engine opens, so a start that fails
+// afterwards need not be given it again, and the file is removed once the
+// engine has opened and its identity is recorded. Every start that goes
+// ahead logs a warning for each other engine directory holding data, which
+// the configured engine does not serve.
 //
 // # Health
 //
@@ -29,13 +44,19 @@
 //
 //	interface{ Healthy() error }
 //
-// Healthy returns nil. The gRPC status is SERVING from Start until Shutdown
-// makes it NOT_SERVING for good. For an engine that can fail apart from the
-// server, one served by a plugin or one with a Healthy method, it follows
-// the check meanwhile, polled every second: a plugin that is down, or whose
-// host gave up restarting it, is NOT_SERVING, and SERVING again once it
-// answers. Other in-process engines are not polled: they are up as long as
-// the server is, and a poll would add an engine read every second.
+// Healthy returns nil. The gRPC status is SERVING from the moment Start
+// starts serving (nothing answers before: see Start) until Shutdown makes it
+// NOT_SERVING for good. For an engine that can fail apart from the server,
+// one served by a plugin or one with a Healthy method, it follows the check
+// meanwhile, polled every second: a plugin that is down (its host
+// restarting it) is NOT_SERVING, and SERVING again once it answers. Other
+// in-process engines are not polled: they are up as long as the server is,
+// and a poll would add an engine read every second.
+//
+// A plugin whose host gave up restarting it (engine.plugin.max_restarts)
+// does not come back: the server sends an error on Err, which
+// flaredb-server answers by shutting down and exiting with status 1, so
+// that a supervisor restarts the server and the plugin with it.
 //
 // # Metrics
 //
@@ -187,9 +208,24 @@ func (s *Server) MetricsAddr() net.Addr {
 	return s.httpLis.Addr()
 }
 
-// Start validates cfg, locks the data directory, opens the engine and the
-// timestamp oracle, binds the listeners and starts serving. On any failure
-// it releases whatever it took and returns an error that says what to do.
+// Start validates cfg, binds the listeners, locks the data directory,
+// opens the timestamp oracle and the engine, and starts serving. On any
+// failure it releases whatever it took and returns an error that says what
+// to do. ctx bounds the engine's opening (and the oracle's recovery with
+// cfg.RecoverTSO); it does not govern the server once Start has returned.
+//
+// The order matters to whoever probes the server. The listeners (listen
+// and, if set, metrics_listen) are bound first, before the data directory
+// is created, locked or read, so that an address in use fails the start
+// before it touches anything. From then on the kernel accepts TCP
+// connections on both addresses, while the engine opens, which may take
+// long (a plugin starting, RocksDB replaying its log); nothing answers on
+// them until the engine is open and Start, about to return, starts the
+// gRPC and HTTP servers. A TCP
+// connect is therefore no readiness check: probe the gRPC health service
+// (SERVING) or GET /healthz (200 "ok"), which answer only once the engine
+// is open. A start that fails after binding closes the listeners, which
+// drops the connections the kernel accepted meanwhile.
 func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Logger) (srv *Server, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
