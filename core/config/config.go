@@ -49,7 +49,11 @@ type Config struct {
 	// StartEmptyEngine lets the configured engine selection start on its
 	// empty directory although another engine directory in the data
 	// directory holds data, which it does not serve. It is a one-time
-	// action, set by flaredb-server --start-empty-engine, never in a file.
+	// action, set by flaredb-server --start-empty-engine, never in a file:
+	// the server records the consent (DATA_DIR/engine-NAME.consent) before
+	// the engine opens, so later starts, including one after a start that
+	// failed once the check had passed, need no flag; the file is removed
+	// once the engine's identity is recorded.
 	StartEmptyEngine bool `toml:"-"`
 }
 
@@ -112,8 +116,9 @@ type PluginEngine struct {
 	// died (default 30s).
 	RestartMaxBackoff Duration `toml:"restart_max_backoff"`
 	// MaxRestarts gives up after that many restarts in a row without a
-	// stable run (default 0: never give up); calls are then answered
-	// UNAVAILABLE until the server restarts.
+	// stable run (default 0: never give up); the server then reports the
+	// failure and flaredb-server exits with status 1, for its supervisor
+	// to restart it.
 	MaxRestarts int `toml:"max_restarts"`
 }
 

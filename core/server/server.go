@@ -44,9 +44,9 @@
 //
 //	interface{ Healthy() error }
 //
-// Healthy returns nil. The gRPC status is SERVING from the moment Start
-// starts serving (nothing answers before: see Start) until Shutdown makes it
-// NOT_SERVING for good. For an engine that can fail apart from the server,
+// Healthy returns nil. The gRPC status is NOT_SERVING while Start opens the
+// engine (see Start), SERVING from the moment the engine is open until
+// Shutdown makes it NOT_SERVING for good. For an engine that can fail apart from the server,
 // one served by a plugin or one with a Healthy method, it follows the check
 // meanwhile, polled every second: a plugin that is down (its host
 // restarting it) is NOT_SERVING, and SERVING again once it answers. Other
@@ -195,6 +195,11 @@ type Server struct {
 	healthStop     chan struct{}
 	healthDone     chan struct{}
 	healthStopOnce sync.Once
+
+	// kv is the KV service; ready is set once it can serve (its svc is
+	// set): until then the interceptors answer its calls UNAVAILABLE.
+	kv    *kvServer
+	ready atomic.Bool
 }
 
 // Addr returns the gRPC listener's address.
@@ -217,15 +222,16 @@ func (s *Server) MetricsAddr() net.Addr {
 // The order matters to whoever probes the server. The listeners (listen
 // and, if set, metrics_listen) are bound first, before the data directory
 // is created, locked or read, so that an address in use fails the start
-// before it touches anything. From then on the kernel accepts TCP
-// connections on both addresses, while the engine opens, which may take
-// long (a plugin starting, RocksDB replaying its log); nothing answers on
-// them until the engine is open and Start, about to return, starts the
-// gRPC and HTTP servers. A TCP
-// connect is therefore no readiness check: probe the gRPC health service
-// (SERVING) or GET /healthz (200 "ok"), which answer only once the engine
-// is open. A start that fails after binding closes the listeners, which
-// drops the connections the kernel accepted meanwhile.
+// before it touches anything, and they serve at once, while the engine
+// opens, which may take long (a plugin starting, RocksDB replaying its
+// log): meanwhile the gRPC health service says NOT_SERVING, GET /healthz
+// answers 503 "starting", and every KV call (the multiplexed Stream too)
+// fails UNAVAILABLE, saying the server is starting, so a client gets an
+// answer instead of a connection that stays silent. Once the engine is
+// open, just before Start returns, health turns SERVING and KV calls are
+// served. A TCP connect is therefore no readiness check: probe the gRPC
+// health service or /healthz. A start that fails stops both servers and
+// closes the listeners.
 func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Logger) (srv *Server, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -256,10 +262,61 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		return nil, err
 	}
 	// The listeners are bound first: an address in use fails the start
-	// before it takes the data directory or opens the engine.
+	// before it takes the data directory or opens the engine. They serve
+	// at once: health says NOT_SERVING, /healthz 503 and every KV call
+	// UNAVAILABLE ("starting") until the engine is open, so a client that
+	// connects meanwhile gets an answer rather than a silent connection.
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxMessageSize)),
+		grpc.MaxSendMsgSize(int(cfg.Limits.MaxMessageSize)),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+	if cfg.TLS.Enabled() {
+		tc, err := serverTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	s.draining = make(chan struct{})
+	// The KV service answers UNAVAILABLE until the engine is open (see
+	// the interceptors); Start fills in s.kv.svc, then sets s.ready.
+	s.kv = &kvServer{
+		m: s.metrics, mode: op.Mode, draining: s.draining,
+		maxMsg: int(cfg.Limits.MaxMessageSize),
+	}
+	kvpb.RegisterKVServer(s.grpc, s.kv)
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(kvpb.KV_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", s.healthz)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	go func() {
+		if err := s.grpc.Serve(s.lis); err != nil {
+			s.serveErr <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
@@ -351,54 +408,14 @@ func Start(ctx context.Context, cfg config.Config, openers Openers, log *slog.Lo
 		Metrics:       s.metrics,
 	})
 
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxMessageSize)),
-		grpc.MaxSendMsgSize(int(cfg.Limits.MaxMessageSize)),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
-	}
-	if cfg.TLS.Enabled() {
-		tc, err := serverTLS(cfg.TLS)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
-	}
-	s.grpc = grpc.NewServer(opts...)
-	s.draining = make(chan struct{})
-	kvpb.RegisterKVServer(s.grpc, &kvServer{
-		svc: s.svc, m: s.metrics, mode: op.Mode, start: time.Now(), draining: s.draining,
-		maxMsg: int(cfg.Limits.MaxMessageSize),
-	})
-	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
-
-	if cfg.MetricsListen != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", s.healthz)
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.serveErr <- fmt.Errorf("metrics server: %w", err)
-			}
-		}()
-	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(kvpb.KV_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if _, ok := s.eng.(interface{ Healthy() error }); ok || op.Mode == "plugin" {
 		s.healthStop, s.healthDone = make(chan struct{}), make(chan struct{})
 		go s.watchHealth()
 	}
-	go func() {
-		if err := s.grpc.Serve(s.lis); err != nil {
-			s.serveErr <- fmt.Errorf("grpc server: %w", err)
-		}
-	}()
+	s.kv.svc, s.kv.start = s.svc, time.Now()
+	s.ready.Store(true)
 	log.Info("serving", "listen", s.lis.Addr().String(), "metrics", cfg.MetricsListen,
 		"engine", d.Name, "engine_version", d.Version, "mode", op.Mode, "sync", cfg.Engine.Sync, "tls", cfg.TLS.Enabled())
 	return s, nil
@@ -451,6 +468,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	default:
+	}
+	if !s.ready.Load() {
+		http.Error(w, "starting: the engine is not open yet", http.StatusServiceUnavailable)
+		return
 	}
 	if err := s.checkHealth(r.Context()); err != nil {
 		http.Error(w, "engine: "+err.Error(), http.StatusServiceUnavailable)
@@ -562,7 +583,13 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	start := time.Now()
 	s.metrics.InFlight.Inc()
 	defer s.metrics.InFlight.Dec()
-	resp, err := h(ctx, req)
+	var resp any
+	var err error
+	if s.starting(info.FullMethod) {
+		err = toStatus(errStarting)
+	} else {
+		resp, err = h(ctx, req)
+	}
 	method := filepath.Base(info.FullMethod)
 	if err == nil {
 		// gRPC would refuse an answer over the send limit with a bare
@@ -585,6 +612,16 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	return resp, err
 }
 
+// errStarting answers the KV calls that arrive before the engine is open.
+var errStarting = fmt.Errorf("%w: the server is starting: its engine is not open yet; retry shortly "+
+	"(gRPC health says SERVING, and /healthz 200, once it is)", engine.ErrUnavailable)
+
+// starting reports whether method is a KV call that arrived before the
+// server could serve it.
+func (s *Server) starting(method string) bool {
+	return !s.ready.Load() && strings.HasPrefix(method, "/"+kvpb.KV_ServiceDesc.ServiceName+"/")
+}
+
 // streamInterceptor counts a streaming call of the KV service as one
 // request (a Scan, for example), except the multiplexed Stream: it is not a
 // request but carries them, and the KV server counts each one in
@@ -597,6 +634,11 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 // They end when the server starts draining, or GracefulStop would wait for
 // them until the shutdown timeout.
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if s.starting(info.FullMethod) {
+		err := toStatus(errStarting)
+		s.metrics.Requests.WithLabelValues(filepath.Base(info.FullMethod), status.Code(err).String()).Inc()
+		return err
+	}
 	if info.FullMethod == kvpb.KV_Stream_FullMethodName {
 		ms := &muxStream{ServerStream: ss, inFlight: s.metrics.InFlight}
 		defer ms.finish()

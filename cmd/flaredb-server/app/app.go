@@ -134,7 +134,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	printCfg := fs.Bool("print-config", false, "print the effective configuration and exit")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	recoverTSO := fs.Bool("recover-tso", false, "rebuild a lost timestamp-oracle file (DATA_DIR/tso) from the newest version the engine stores, then serve")
-	startEmpty := fs.Bool("start-empty-engine", false, "start the configured engine on its empty directory although another engine's data is in the data directory (that data is not served)")
+	startEmpty := fs.Bool("start-empty-engine", false, "start the configured engine on its empty directory although another engine's data is in the data directory (that data is not served; the consent is recorded, so later starts need no flag)")
 	flags := config.RegisterFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
