@@ -168,13 +168,14 @@ func Run(ctx context.Context, cfg host.Config, opts Options) (Report, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 
-	// The plugin must start before anything else is worth running: a
-	// binary that never completes the handshake would make every case wait
-	// out its start timeout.
+	// The handshake case must pass before anything else is worth running:
+	// a binary that never completes the handshake would make every case
+	// wait out its start timeout, and one that is refused or describes
+	// itself wrongly would fail them all for the same reason.
 	pc := &pluginCases{cfg: cfg, opts: opts}
 	hs := pc.run(ctx, pluginCase{"plugin/handshake", pc.handshake})
 	if hs.Status == conformance.StatusFail {
-		hs.Messages = append(hs.Messages, "the plugin does not start: no other case was run")
+		hs.Messages = append(hs.Messages, pc.handshakeFailed(ctx))
 		if opts.Progress != nil {
 			opts.Progress(hs)
 		}
@@ -294,6 +295,38 @@ type pluginCases struct {
 	// desc is the engine's self-description, set by the handshake case,
 	// which Run runs first.
 	desc engine.Description
+	// launched and launchErr are the outcome of the handshake case's
+	// launch: launched is set when the plugin started, launchErr when the
+	// launch failed; neither when the case failed before launching.
+	launched  bool
+	launchErr error
+}
+
+// handshakeFailed is the last message of a failed handshake case, after
+// which Run runs no other case: it says why the handshake failed, as far
+// as the launch tells (the case's earlier messages give the details).
+func (pc *pluginCases) handshakeFailed(ctx context.Context) string {
+	const why = "the handshake case failed: "
+	const rest = "; no other case was run"
+	err := pc.launchErr
+	switch {
+	case ctx.Err() != nil:
+		return why + fmt.Sprintf("the certification was stopped (%v)", context.Cause(ctx)) + rest
+	case errors.Is(err, host.ErrStartTimeout):
+		st := pc.cfg.StartTimeout
+		if st == 0 {
+			st = host.DefaultStartTimeout
+		}
+		return why + fmt.Sprintf("the plugin did not complete the handshake within the start timeout (%v)", st) + rest
+	case errors.Is(err, context.DeadlineExceeded):
+		return why + fmt.Sprintf("the plugin did not complete the handshake within the case timeout (%v), which bounds its launch", pc.opts.CaseTimeout) + rest
+	case err != nil:
+		return why + "the plugin could not be launched, or its launch was refused (see the launch error)" + rest
+	case pc.launched:
+		return why + "the plugin started, but its self-description is wrong" + rest
+	default:
+		return "the handshake case failed" + rest
+	}
 }
 
 // run runs one case with a timeout, recovering a panic into a failure.
@@ -359,9 +392,11 @@ func (pc *pluginCases) config(r *recorder) host.Config {
 func (pc *pluginCases) handshake(ctx context.Context, r *recorder) {
 	p, err := host.Launch(ctx, pc.config(r), pc.opts.Logger)
 	if err != nil {
+		pc.launchErr = err
 		r.failf("launch: %v", err)
 		return
 	}
+	pc.launched = true
 	defer p.Close()
 	d := p.Describe()
 	pc.desc = d

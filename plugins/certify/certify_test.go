@@ -123,6 +123,9 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 		if r.Status != conformance.StatusFail || !strings.Contains(strings.Join(r.Messages, " "), "protocol") {
 			t.Errorf("handshake case: %+v", r)
 		}
+		// The plugin started and was refused: the verdict must not
+		// blame its start.
+		checkHandshakeVerdict(t, rep, "its launch was refused")
 	})
 	if _, err := os.Stat("/bin/true"); err == nil {
 		t.Run("not a plugin", func(t *testing.T) {
@@ -135,6 +138,8 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 			if rep.OK() {
 				t.Fatalf("/bin/true passed:\n%s", table(rep))
 			}
+			// It exits at once: a failed launch, not a slow one.
+			checkHandshakeVerdict(t, rep, "could not be launched")
 		})
 	}
 	if _, err := os.Stat("/bin/sleep"); err == nil {
@@ -149,11 +154,20 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, _ := pluginCase(rep, "plugin/handshake")
-			if rep.OK() || rep.Failed != 1 || len(rep.Cases) != 0 || len(rep.PluginCases) != 1 || r.Status != conformance.StatusFail ||
-				!strings.Contains(strings.Join(r.Messages, " "), "no other case was run") {
-				t.Fatalf("a plugin that never starts:\n%s", table(rep))
+			checkHandshakeVerdict(t, rep, "did not complete the handshake within the start timeout (1s)")
+		})
+		// Library callers can give a case timeout shorter than the start
+		// timeout (the command refuses it): the case timeout, which
+		// bounds the launch, is then what the plugin missed.
+		t.Run("hangs past the case timeout", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+			defer cancel()
+			rep, err := certify.Run(ctx, host.Config{Path: "/bin/sleep", Args: []string{"1000"}},
+				certify.Options{TempDir: t.TempDir(), CaseTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
 			}
+			checkHandshakeVerdict(t, rep, "did not complete the handshake within the case timeout (1s)")
 		})
 	}
 	t.Run("missing binary", func(t *testing.T) {
@@ -162,6 +176,25 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 			t.Fatal("no error for a missing binary")
 		}
 	})
+}
+
+// checkHandshakeVerdict checks that the handshake case failed, alone (no
+// other case ran), and that its last message says so with want as the
+// reason; only a plugin that ran out of time may be said not to start.
+func checkHandshakeVerdict(t *testing.T, rep certify.Report, want string) {
+	t.Helper()
+	r, _ := pluginCase(rep, "plugin/handshake")
+	if rep.OK() || rep.Failed != 1 || len(rep.Cases) != 0 || len(rep.PluginCases) != 1 || r.Status != conformance.StatusFail || len(r.Messages) < 2 {
+		t.Fatalf("a failed handshake, then other cases:\n%s", table(rep))
+	}
+	last := r.Messages[len(r.Messages)-1]
+	if !strings.HasPrefix(last, "the handshake case failed: ") || !strings.Contains(last, want) ||
+		!strings.HasSuffix(last, "no other case was run") {
+		t.Errorf("handshake verdict %q, want the handshake case failed: ...%s...; no other case was run", last, want)
+	}
+	if !strings.Contains(want, "timeout") && strings.Contains(last, "start") {
+		t.Errorf("handshake verdict %q: the plugin did not run out of time, it must not be said not to start", last)
+	}
 }
 
 // root mimics the flaredb CLI's root command: it has a persistent --json
