@@ -211,7 +211,8 @@ func TestCommand(t *testing.T) {
 	jsonFile := filepath.Join(t.TempDir(), "report.json")
 	var out, errOut bytes.Buffer
 	r := root()
-	r.SetArgs([]string{"conformance", "--plugin", bins["memory"], "--run", `^(basic/put|plugin/handshake)`, "--report", jsonFile})
+	r.SetArgs([]string{"conformance", "--plugin", bins["memory"], "--run", `^(basic/put|plugin/handshake)`, "--report", jsonFile,
+		"--start-timeout", "20s", "--case-timeout", "21s"})
 	r.SetOut(&out)
 	r.SetErr(&errOut)
 	if err := r.ExecuteContext(context.Background()); err != nil {
@@ -267,6 +268,11 @@ func TestCommand(t *testing.T) {
 		{[]string{"conformance", "--plugin", bins["memory"], "--option", "novalue"}, "--option"},
 		{[]string{"conformance", "--plugin", bins["memory"], "--sha256", "xyz"}, "SHA256"},
 		{[]string{"--json", "conformance", "--plugin", bins["memory"], "--report", "r.json"}, "--report"},
+		// The case timeout bounds every launch: a start timeout that is
+		// not shorter could never apply.
+		{[]string{"conformance", "--plugin", bins["memory"], "--start-timeout", "3m"}, "--start-timeout 3m0s must be shorter than --case-timeout 2m0s (the default)"},
+		{[]string{"conformance", "--plugin", bins["memory"], "--start-timeout", "1m", "--case-timeout", "1m"}, "--start-timeout 1m0s must be shorter than --case-timeout 1m0s:"},
+		{[]string{"conformance", "--plugin", bins["memory"], "--case-timeout", "10s"}, "--start-timeout 30s (the default) must be shorter than --case-timeout 10s:"},
 	} {
 		out.Reset()
 		r = root()
