@@ -273,6 +273,8 @@ func TestCommand(t *testing.T) {
 		{[]string{"conformance", "--plugin", bins["memory"], "--start-timeout", "3m"}, "--start-timeout 3m0s must be shorter than --case-timeout 2m0s (the default)"},
 		{[]string{"conformance", "--plugin", bins["memory"], "--start-timeout", "1m", "--case-timeout", "1m"}, "--start-timeout 1m0s must be shorter than --case-timeout 1m0s:"},
 		{[]string{"conformance", "--plugin", bins["memory"], "--case-timeout", "10s"}, "--start-timeout 30s (the default) must be shorter than --case-timeout 10s:"},
+		{[]string{"conformance", "--plugin", bins["memory"], "--hang-timeout", "2m"}, "--hang-timeout 2m0s must be shorter than --case-timeout 2m0s (the default):"},
+		{[]string{"conformance", "--plugin", bins["memory"], "--start-timeout", "1s", "--case-timeout", "5s"}, "--hang-timeout 5s (the default) must be shorter than --case-timeout 5s:"},
 	} {
 		out.Reset()
 		r = root()

@@ -93,7 +93,7 @@ nothing to test (the reason is printed).`,
 			if plugin == "" {
 				return usagef("--plugin is required")
 			}
-			if err := checkTimeouts(cmd, caseTimeout, startTime); err != nil {
+			if err := checkTimeouts(cmd, caseTimeout, startTime, hangTimeout); err != nil {
 				return err
 			}
 			if g := cmd.Flags().Lookup("json"); g != nil && g.Value.Type() == "bool" && g.Value.String() == "true" {
@@ -171,19 +171,20 @@ nothing to test (the reason is printed).`,
 	f.StringVar(&run, "run", "", "run only the cases whose name matches this regular expression")
 	f.StringVar(&report, "report", "", `write the JSON report to this file ("-": standard output, instead of the table)`)
 	f.DurationVar(&caseTimeout, "case-timeout", conformance.DefaultCaseTimeout, "time limit of each case")
-	f.DurationVar(&hangTimeout, "hang-timeout", DefaultHangTimeout, "start timeout given to the plugin in the hang-at-start case")
+	f.DurationVar(&hangTimeout, "hang-timeout", DefaultHangTimeout, "start timeout given to the plugin in the hang-at-start case (less than --case-timeout)")
 	f.DurationVar(&startTime, "start-timeout", host.DefaultStartTimeout, "how long each launch waits for the plugin's handshake (less than --case-timeout)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the plugin's logs and each case's result as it ends on standard error")
 	return cmd
 }
 
-// checkTimeouts refuses a --start-timeout that is not shorter than
-// --case-timeout: every launch of a case is bounded by the case timeout
-// too, so a longer start timeout would never apply, and a case whose
-// launch took all its time could not finish. Zero means the default, as
-// in Options and host.Config; a negative start timeout is left to
-// host.Config.Validate.
-func checkTimeouts(cmd *cobra.Command, caseTimeout, startTimeout time.Duration) error {
+// checkTimeouts refuses a --start-timeout or a --hang-timeout that is not
+// shorter than --case-timeout: every launch of a case is bounded by the
+// case timeout too, so a longer start timeout would never apply, and a
+// case whose launch took all its time could not finish (the hang-at-start
+// case would fail with the case's timeout instead of the start timeout it
+// checks). Zero means the default, as in Options and host.Config; a
+// negative start timeout is left to host.Config.Validate.
+func checkTimeouts(cmd *cobra.Command, caseTimeout, startTimeout, hangTimeout time.Duration) error {
 	caseNote, startNote := "", ""
 	if caseTimeout <= 0 || !cmd.Flags().Changed("case-timeout") {
 		caseNote = " (the default)"
@@ -200,6 +201,17 @@ func checkTimeouts(cmd *cobra.Command, caseTimeout, startTimeout time.Duration) 
 	if startTimeout >= caseTimeout {
 		return usagef("--start-timeout %v%s must be shorter than --case-timeout %v%s: the case timeout bounds each launch too, and a case cannot finish if launching the plugin takes all its time",
 			startTimeout, startNote, caseTimeout, caseNote)
+	}
+	hangNote := ""
+	if hangTimeout <= 0 || !cmd.Flags().Changed("hang-timeout") {
+		hangNote = " (the default)"
+	}
+	if hangTimeout <= 0 {
+		hangTimeout = DefaultHangTimeout
+	}
+	if hangTimeout >= caseTimeout {
+		return usagef("--hang-timeout %v%s must be shorter than --case-timeout %v%s: the hang-at-start case waits that long for the plugin to be killed, within its case timeout",
+			hangTimeout, hangNote, caseTimeout, caseNote)
 	}
 	return nil
 }
