@@ -34,24 +34,7 @@ func TestCheckDir(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "db")
-			if tc.files != nil {
-				if err := os.Mkdir(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, f := range tc.files {
-				p := filepath.Join(dir, strings.TrimSuffix(f, "/"))
-				var err error
-				if strings.HasSuffix(f, "/") {
-					err = os.Mkdir(p, 0o755)
-				} else {
-					err = os.WriteFile(p, []byte(f), 0o644)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			dir := makeTree(t, tc.files, func(f string) []byte { return []byte(f) })
 			err := CheckDir(dir, "Engy", "MARK")
 			if tc.ok {
 				if err != nil {
@@ -174,24 +157,7 @@ func TestDirHoldsData(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "db")
-			if tc.files != nil {
-				if err := os.Mkdir(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, f := range tc.files {
-				p := filepath.Join(dir, strings.TrimSuffix(f, "/"))
-				var err error
-				if strings.HasSuffix(f, "/") {
-					err = os.Mkdir(p, 0o755)
-				} else {
-					err = os.WriteFile(p, []byte("Engy\n"), 0o644)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			dir := makeTree(t, tc.files, func(string) []byte { return []byte("Engy\n") })
 			for _, d := range []string{dir, symlinkTo(t, dir)} {
 				if d == "" {
 					continue
@@ -222,4 +188,30 @@ func symlinkTo(t *testing.T, target string) string {
 		return ""
 	}
 	return link
+}
+
+// makeTree makes a directory "db" in a temporary directory holding files
+// (a name ending in "/" is a subdirectory; a file holds content(name)) and
+// returns its path; with files nil, the directory is not made.
+func makeTree(t *testing.T, files []string, content func(string) []byte) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "db")
+	if files != nil {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, strings.TrimSuffix(f, "/"))
+		var err error
+		if strings.HasSuffix(f, "/") {
+			err = os.Mkdir(p, 0o755)
+		} else {
+			err = os.WriteFile(p, content(f), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
