@@ -27,6 +27,7 @@ var binPackages = map[string]testbin.Spec{
 	"memory":    {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/memory"},
 	"forgetful": {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/forgetful"},
 	"badproto":  {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/badproto"},
+	"nameless":  {Pkg: "github.com/flaredb/flaredb/plugins/internal/testplugins/nameless"},
 	"badger":    {Pkg: "github.com/flaredb/flaredb/cmd/flaredb-badger-plugin"},
 	"bbolt":     {Pkg: "github.com/flaredb/flaredb/examples/bboltengine/cmd/flaredb-bbolt-plugin"},
 }
@@ -127,6 +128,16 @@ func TestCertifyFailsBrokenPlugins(t *testing.T) {
 		// blame its start.
 		checkHandshakeVerdict(t, rep, "its launch was refused")
 	})
+	t.Run("wrong self-description", func(t *testing.T) {
+		// It starts and serves, but names no engine: the handshake case
+		// fails on the description, and nothing else runs.
+		rep := certifyT(t, "nameless", certify.Options{Filter: regexp.MustCompile(`^(basic/put|plugin/)`)})
+		r, _ := pluginCase(rep, "plugin/handshake")
+		if !strings.Contains(strings.Join(r.Messages, " "), "empty name") {
+			t.Errorf("handshake case messages %q, want the empty name named", r.Messages)
+		}
+		checkHandshakeVerdict(t, rep, "the plugin started, but its self-description is wrong")
+	})
 	if _, err := os.Stat("/bin/true"); err == nil {
 		t.Run("not a plugin", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
@@ -192,7 +203,7 @@ func checkHandshakeVerdict(t *testing.T, rep certify.Report, want string) {
 		!strings.HasSuffix(last, "no other case was run") {
 		t.Errorf("handshake verdict %q, want the handshake case failed: ...%s...; no other case was run", last, want)
 	}
-	if !strings.Contains(want, "timeout") && strings.Contains(last, "start") {
+	if !strings.Contains(want, "timeout") && (strings.Contains(last, "not start") || strings.Contains(last, "start timeout")) {
 		t.Errorf("handshake verdict %q: the plugin did not run out of time, it must not be said not to start", last)
 	}
 }

@@ -16,4 +16,6 @@
 //     without a newline to file descriptor 1 on every Apply
 //   - forgetful: breaks the contract (Read loses every key), for certification
 //     to fail
+//   - nameless: the memory engine describing itself with an empty name, for
+//     certification's handshake case to fail on the self-description
 package testplugins
