@@ -294,23 +294,13 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
-// killPID sends SIGKILL to the process pid (a portable os.Process.Kill, so
-// that the tests build everywhere the server does).
-func killPID(pid int) error {
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return err
-	}
-	return p.Kill()
-}
-
 // waitGone fails the test unless pid exits within a minute.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for alive(pid) {
 		if time.Now().After(deadline) {
-			_ = killPID(pid)
+			_ = testbin.KillPID(pid)
 			t.Fatalf("process %d still running a minute after its server died", pid)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flaredb/flaredb/internal/testbin"
 	kvpb "github.com/flaredb/flaredb/proto/kvpb/v1"
 )
 
@@ -72,7 +73,7 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			}
 			// Kill the plugin once writes flow.
 			waitUntil(t, "writes to be acknowledged", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
-			if err := killPID(first); err != nil {
+			if err := testbin.KillPID(first); err != nil {
 				t.Fatal(err)
 			}
 			killed.Done()
@@ -211,7 +212,7 @@ func TestPluginGivenUpStopsServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := s.pluginPID()
-	if err := killPID(pid); err != nil {
+	if err := testbin.KillPID(pid); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -79,3 +79,13 @@ func Main(m *testing.M, prefix string, specs map[string]Spec, built func(dir str
 	_ = os.RemoveAll(d)
 	os.Exit(code)
 }
+
+// KillPID sends SIGKILL to the process pid: a portable os.Process.Kill, so
+// that tests that kill the processes they started build everywhere.
+func KillPID(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/flaredb/flaredb/core/engine"
 	"github.com/flaredb/flaredb/engines/rocksdbengine"
+	"github.com/flaredb/flaredb/internal/testbin"
 	"github.com/flaredb/flaredb/plugins/host"
 )
 
@@ -572,7 +573,7 @@ func killNineMidWrite(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	pid := p.PID()
-	if err := killPID(pid); err != nil {
+	if err := testbin.KillPID(pid); err != nil {
 		t.Fatal(err)
 	}
 	// The host notices, and cannot restart the plugin while the binary is
@@ -728,7 +729,7 @@ func escapee(t *testing.T, command string) string {
 		b, _ := os.ReadFile(pidFile)
 		for _, f := range strings.Fields(string(b)) {
 			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-				_ = killPID(pid)
+				_ = testbin.KillPID(pid)
 			}
 		}
 	})
@@ -1012,16 +1013,6 @@ func TestRawStdoutDrained(t *testing.T) {
 	if got := rec.find("stream=stdout", "rawout: apply output"); len(got) == 0 {
 		t.Error("the output's marker was not logged")
 	}
-}
-
-// killPID sends SIGKILL to the process pid (a portable os.Process.Kill, so
-// that the tests build everywhere the host does).
-func killPID(pid int) error {
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return err
-	}
-	return p.Kill()
 }
 
 // TestStaleSocketDirRemoved: a host killed without Close leaves its socket
