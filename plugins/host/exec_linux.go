@@ -43,12 +43,36 @@ func snapshotBinary(src *os.File, h io.Writer) (*os.File, error) {
 		mem.Close()
 		return nil, err
 	}
-	const seals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+	if err := sealAgainstWrites(mem.Fd()); err != nil {
 		mem.Close()
 		return nil, fmt.Errorf("seal the copy of the binary: %w", err)
 	}
 	return mem, nil
+}
+
+// addSeals adds seals to the memory file fd; a variable for the tests.
+var addSeals = func(fd uintptr, seals int) error {
+	_, err := unix.FcntlInt(fd, unix.F_ADD_SEALS, seals)
+	return err
+}
+
+// sealAgainstWrites seals the memory file fd against every change. The
+// kernel refuses F_SEAL_WRITE with EBUSY while any page of the file has
+// an extra reference, which a page just written can keep for a while (it
+// may wait in another CPU's page batch): the file has no mapping, so
+// F_SEAL_FUTURE_WRITE, which refuses every later write and writable
+// mapping without that check (Linux 5.1 and later), protects it as well
+// and is added instead.
+func sealAgainstWrites(fd uintptr) error {
+	const rest = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
+	err := addSeals(fd, rest|unix.F_SEAL_WRITE)
+	if !errors.Is(err, unix.EBUSY) {
+		return err
+	}
+	if err2 := addSeals(fd, rest|unix.F_SEAL_FUTURE_WRITE); err2 != nil {
+		return fmt.Errorf("%w (and F_SEAL_FUTURE_WRITE: %w)", err, err2)
+	}
+	return nil
 }
 
 // execPath returns the path to execute the plugin binary by. When the
