@@ -17,6 +17,7 @@ import (
 	"github.com/flaredb/flaredb/core/kvengine"
 	"github.com/flaredb/flaredb/engines/badgerengine"
 	"github.com/flaredb/flaredb/engines/rocksdbengine"
+	"github.com/flaredb/flaredb/internal/testfs"
 )
 
 // persistent is a stock engine that keeps its database in a directory,
@@ -188,24 +189,7 @@ func TestEngineOpensFreshDirectories(t *testing.T) {
 			"lost+found only": {"lost+found/"},
 		} {
 			t.Run(eng.name+"/"+strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
-				dir := filepath.Join(t.TempDir(), "db")
-				if files != nil {
-					if err := os.Mkdir(dir, 0o755); err != nil {
-						t.Fatal(err)
-					}
-				}
-				for _, f := range files {
-					p := filepath.Join(dir, strings.TrimSuffix(f, "/"))
-					var err error
-					if strings.HasSuffix(f, "/") {
-						err = os.Mkdir(p, 0o755)
-					} else {
-						err = os.WriteFile(p, []byte("12345\n"), 0o600)
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
+				dir := testfs.MakeTree(t, files, func(string) []byte { return []byte("12345\n") })
 				e, err := eng.open(dir)
 				if err != nil {
 					t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/flaredb/flaredb/core/engine"
+	"github.com/flaredb/flaredb/internal/testfs"
 )
 
 // TestCheckDir: a directory that is missing, empty (but for a plugin lock
@@ -34,7 +35,7 @@ func TestCheckDir(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			dir := makeTree(t, tc.files, func(f string) []byte { return []byte(f) })
+			dir := testfs.MakeTree(t, tc.files, func(f string) []byte { return []byte(f) })
 			err := CheckDir(dir, "Engy", "MARK")
 			if tc.ok {
 				if err != nil {
@@ -157,7 +158,7 @@ func TestDirHoldsData(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			dir := makeTree(t, tc.files, func(string) []byte { return []byte("Engy\n") })
+			dir := testfs.MakeTree(t, tc.files, func(string) []byte { return []byte("Engy\n") })
 			for _, d := range []string{dir, symlinkTo(t, dir)} {
 				if d == "" {
 					continue
@@ -188,30 +189,4 @@ func symlinkTo(t *testing.T, target string) string {
 		return ""
 	}
 	return link
-}
-
-// makeTree makes a directory "db" in a temporary directory holding files
-// (a name ending in "/" is a subdirectory; a file holds content(name)) and
-// returns its path; with files nil, the directory is not made.
-func makeTree(t *testing.T, files []string, content func(string) []byte) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "db")
-	if files != nil {
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range files {
-		p := filepath.Join(dir, strings.TrimSuffix(f, "/"))
-		var err error
-		if strings.HasSuffix(f, "/") {
-			err = os.Mkdir(p, 0o755)
-		} else {
-			err = os.WriteFile(p, content(f), 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
